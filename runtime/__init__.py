@@ -1,0 +1,10 @@
+"""Helpers imported by code that vjpify rewrote.
+
+The transformer emits explicit ``nn.vjp`` calls; these helpers finish the job
+that ``nn.grad`` and ``nn.value_and_grad`` did on top of it. They need only
+jax and flax, never libcst.
+"""
+
+from vjpify.runtime.gradients import grad_from_vjp, value_and_grad_from_vjp, vjp_kwargs
+
+__all__ = ['grad_from_vjp', 'value_and_grad_from_vjp', 'vjp_kwargs']

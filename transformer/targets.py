@@ -1,0 +1,39 @@
+"""What the pass looks for and what it may emit, declared in one place.
+
+Every runtime helper name the transformer can write into user code is listed
+in ``RUNTIME_HELPERS``; a test checks that each exists in ``vjpify.runtime``.
+"""
+
+from __future__ import annotations
+
+# Qualified names of the calls that are lowered, mapped to the transform name
+# flax uses in its own error messages.
+GRAD_TRANSFORMS: dict[str, str] = {
+    'flax.linen.grad': 'grad',
+    'flax.linen.transforms.grad': 'grad',
+    'flax.linen.value_and_grad': 'value_and_grad',
+    'flax.linen.transforms.value_and_grad': 'value_and_grad',
+}
+
+# Modules whose attribute ``vjp`` is flax's lifted vjp.
+LINEN_MODULES = frozenset({'flax.linen', 'flax.linen.transforms'})
+LINEN_VJP = frozenset({'flax.linen.vjp', 'flax.linen.transforms.vjp'})
+IMPORT_VJP_FROM = 'flax.linen'
+
+MODULE_BASES = frozenset({'flax.linen.Module', 'flax.linen.module.Module'})
+
+# The parameters of nn.grad / nn.value_and_grad that may be passed by keyword.
+GRAD_KEYWORDS = frozenset({'fn', 'mdl', 'has_aux', 'reduce_axes', 'variables', 'rngs'})
+
+RUNTIME_MODULE = 'vjpify.runtime'
+EXTRACTION_HELPER = {'grad': 'grad_from_vjp', 'value_and_grad': 'value_and_grad_from_vjp'}
+KWARGS_HELPER = 'vjp_kwargs'
+RUNTIME_HELPERS = frozenset({*EXTRACTION_HELPER.values(), KWARGS_HELPER})
+
+# Keywords added to every emitted nn.vjp call: differentiate no variable (as
+# nn.grad does) and lift every scope that the module reaches (nn.grad lifts
+# with multi_scope=True, nn.vjp defaults to False).
+VJP_KEYWORDS = (('vjp_variables', 'False'), ('multi_scope', 'True'))
+
+# Cheap text test: a file without both words cannot hold a site.
+PREFILTER_WORDS = ('flax', 'grad')
