@@ -6,5 +6,6 @@ jax and flax, never libcst.
 """
 
 from vjpify.runtime.gradients import grad_from_vjp, value_and_grad_from_vjp, vjp_kwargs
+from vjpify.runtime.reduce_axes import vjp_with_reduce_axes
 
-__all__ = ['grad_from_vjp', 'value_and_grad_from_vjp', 'vjp_kwargs']
+__all__ = ['grad_from_vjp', 'value_and_grad_from_vjp', 'vjp_kwargs', 'vjp_with_reduce_axes']
