@@ -64,24 +64,30 @@ def _mapping(value: Any, axis_name: Hashable) -> _Mapping:
     from jax._src import config as jax_config
     from jax._src import core
     from jax._src.interpreters import ad, batching
-  except ImportError as e:
-    raise _Undetermined(f'this jax ({jax.__version__}) lacks the trace internals vjpify reads') from e
 
-  stack = core.unsafe_get_trace_stack(core.trace_ctx.trace)
-  # The innermost binding of a name is the one psum refers to.
-  vmap_trace = next(
-      (t for t in reversed(stack) if isinstance(t, batching.BatchTrace) and t.axis_data.name == axis_name),
-      None,
-  )
-  if vmap_trace is None:
-    if axis_name in jax.sharding.get_abstract_mesh().manual_axes and jax_config._check_vma.value:
-      varying = jax.typeof(value).mat.varying
+    stack = core.unsafe_get_trace_stack(core.trace_ctx.trace)
+    unwrappable = (ad.JVPTracer, ad.LinearizeTracer)
+    # The innermost binding of a name is the one psum refers to.
+    vmap_trace = next(
+        (t for t in reversed(stack) if isinstance(t, batching.BatchTrace) and t.axis_data.name == axis_name),
+        None,
+    )
+    typed = vmap_trace is None and jax_config._check_vma.value and (
+        axis_name in jax.sharding.get_abstract_mesh().manual_axes
+    )
+    if typed:
+      # jax 0.10 keeps the varying axes in ``aval.mat``, earlier ones in ``aval.vma``.
+      aval = jax.typeof(value)
+      varying = aval.mat.varying if hasattr(aval, 'mat') else aval.vma
       return _Mapping.MAPPED if axis_name in varying else _Mapping.INVARIANT
+  except (ImportError, AttributeError) as e:
+    raise _Undetermined(f'this jax ({jax.__version__}) lacks the trace internals vjpify reads') from e
+  if vmap_trace is None:
     if not isinstance(value, core.Tracer):
       return _Mapping.BROADCAST
     raise _Undetermined(
-        'the axis is bound by jax.pmap, by jax.shard_map with check_vma=False, '
-        'or by a vmap hidden behind a staged function, none of which records which values are replicated'
+        'nothing here records which values are replicated over that axis '
+        '(jax.pmap and jax.shard_map with check_vma=False do not)'
     )
 
   depth = {id(t): i for i, t in enumerate(stack)}
@@ -98,7 +104,7 @@ def _mapping(value: Any, axis_name: Hashable) -> _Mapping:
       return _Mapping.BROADCAST
     if isinstance(value, batching.BatchTracer):
       value = value.val
-    elif isinstance(value, (ad.JVPTracer, ad.LinearizeTracer)):
+    elif isinstance(value, unwrappable):
       value = value.primal
     else:
       raise _Undetermined(
@@ -160,16 +166,23 @@ def _psum_axes(mappings: dict, out: Any) -> tuple[Hashable, ...]:
   return tuple(axes)
 
 
+def _psum(cotangent: Any, axes: tuple[Hashable, ...]) -> Any:
+  if cotangent.dtype == jax.dtypes.float0:
+    # The cotangent of an integer primal is a symbolic zero; it sums to itself.
+    return cotangent
+  for axis_name in axes:
+    # One name at a time: with a vmap axis inside a shard_map, jax 0.10's
+    # psum over both names at once asserts while casting to varying.
+    cotangent = jax.lax.psum(cotangent, axis_name)
+  return cotangent
+
+
 def _reduced_pullback(pullback: Callable, primal_plans: tuple, cotangent: Any) -> tuple:
   variables_cotangent, *primal_cotangents = pullback(cotangent)
   reduced = []
   for (treedef, leaf_axes), primal_cotangent in zip(primal_plans, primal_cotangents):
     leaves = treedef.flatten_up_to(primal_cotangent)
-    leaves = [
-        jax.lax.psum(leaf, axes) if axes and leaf.dtype != jax.dtypes.float0 else leaf
-        for leaf, axes in zip(leaves, leaf_axes)
-    ]
-    reduced.append(treedef.unflatten(leaves))
+    reduced.append(treedef.unflatten([_psum(leaf, axes) for leaf, axes in zip(leaves, leaf_axes)]))
   return (variables_cotangent, *reduced)
 
 
