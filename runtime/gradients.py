@@ -14,10 +14,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax.core import lift
 
-__all__ = ['grad_from_vjp', 'value_and_grad_from_vjp', 'vjp_kwargs']
-
-# The keyword parameters of nn.grad and nn.value_and_grad, in signature order.
-_GRAD_PARAMETERS = ('fn', 'mdl', 'has_aux', 'reduce_axes', 'variables', 'rngs')
+__all__ = ['grad_from_vjp', 'value_and_grad_from_vjp']
 
 
 def _input_cotangents(vjp_fn: Any, cotangent: Any) -> Any:
@@ -110,35 +107,3 @@ def value_and_grad_from_vjp(vjp_result: tuple) -> Any:
   if has_aux:
     return (out, aux), grads
   return out, grads
-
-
-def vjp_kwargs(transform: str, kwargs: Any) -> dict[str, Any]:
-  """Checks ``**kwargs`` meant for ``nn.grad`` before they reach ``nn.vjp``.
-
-  Note that ``nn.vjp`` accepts keywords that ``nn.grad`` rejects and words its
-  ``reduce_axes`` error differently, so a ``**kwargs`` argument is checked
-  here against the original signature and raises what ``transform`` would.
-
-  Example::
-
-    nn.vjp(fn, mdl, x, **vjp_kwargs('grad', options),
-           vjp_variables=False, multi_scope=True)
-
-  Args:
-    transform: ``'grad'`` or ``'value_and_grad'``, for the error messages.
-    kwargs: the mapping the original call unpacked with ``**``.
-
-  Returns:
-    A new dict without ``reduce_axes``, ready to unpack into ``nn.vjp``.
-
-  Raises:
-    TypeError: an argument ``transform`` does not accept.
-    NotImplementedError: a non-empty ``reduce_axes``, as flax raises it.
-  """
-  checked = dict(kwargs)
-  for name in checked:
-    if name not in _GRAD_PARAMETERS:
-      raise TypeError(f"{transform}() got an unexpected keyword argument '{name}'")
-  if checked.pop('reduce_axes', ()):
-    raise NotImplementedError(f'reduce_axes argument to {transform} is deprecated')
-  return checked
