@@ -124,7 +124,9 @@ def _axis_names(reduce_axes: Any) -> tuple[Hashable, ...]:
 
 def _is_bound(axis_name: Hashable) -> bool:
   try:
-    jax.lax.axis_size(axis_name)
+    # The axis-size idiom: a constant psum binds nothing, and an unbound name
+    # raises NameError (jax.lax.axis_size exists only from jax 0.6.1 on).
+    jax.lax.psum(1, axis_name)
   except NameError:
     return False
   return True
