@@ -1,11 +1,33 @@
 """vjpify's source transformer: lowers flax.linen grad and value_and_grad
 call sites in Module definitions to explicit nn.vjp code.
 
-It needs only libcst; it never imports jax or flax.
+It needs only libcst, and never imports jax or flax. libcst itself is
+loaded on first use, so that the command line starts fast on files that
+cannot hold a site.
+
+The API: :func:`transform_source` (text), :func:`transform_bytes` (a file's
+bytes), :func:`transform_file`, :func:`transform_tree` (files and folders,
+in place or mirrored into an output folder), and :class:`LowerGradToVjp`,
+the LibCST codemod command::
+
+    python -m libcst.tool codemod --no-format -x vjpify.transformer.LowerGradToVjp src/
 """
 
-from vjpify.transformer.api import TransformError, TransformResult, could_contain_sites, transform_source
-from vjpify.transformer.command import LowerGradToVjp
+from vjpify.transformer.api import (
+    FileResult, TransformError, TransformResult, could_contain_sites, transform_bytes, transform_file,
+    transform_source)
 from vjpify.transformer.diagnostics import Site
+from vjpify.transformer.runner import transform_tree
 
-__all__ = ['LowerGradToVjp', 'Site', 'TransformError', 'TransformResult', 'could_contain_sites', 'transform_source']
+__all__ = [
+    'FileResult', 'LowerGradToVjp', 'Site', 'TransformError', 'TransformResult', 'could_contain_sites',
+    'transform_bytes', 'transform_file', 'transform_source', 'transform_tree',
+]
+
+
+def __getattr__(name: str):
+  # The codemod command pulls in libcst; load it only when asked for.
+  if name == 'LowerGradToVjp':
+    from vjpify.transformer.command import LowerGradToVjp
+    return LowerGradToVjp
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

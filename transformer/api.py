@@ -1,24 +1,30 @@
-"""The Python API: transform a source string, a file or a tree.
+"""The Python API for build systems: transform a source string, a file's
+bytes or a file; :func:`vjpify.transformer.transform_tree` (in ``runner``)
+does whole trees. Everything is exported from ``vjpify.transformer``.
 
 Example::
 
-    from vjpify.transformer import transform_source
+    from vjpify.transformer import transform_file, transform_source
+
     result = transform_source(code, path='model.py')
     if result.changed:
-        print(result.code)
+      print(result.code)
     for site in result.sites:
-        print(site.format())
+      print(site.format())
+
+    result = transform_file('model.py', write=True)  # atomic, in place
+
+libcst is imported on first use rather than with this module, so that the
+command line starts without it and loads it only for files that may hold a
+site.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import libcst as cst
-from libcst.codemod import CodemodContext
-
-from vjpify.transformer.command import LowerGradToVjp
 from vjpify.transformer.diagnostics import ERROR, Site
+from vjpify.transformer.files import SourceProblem, decode_source, encode_source, read_source, write_atomically
 from vjpify.transformer.targets import PREFILTER_WORDS
 
 
@@ -35,6 +41,33 @@ class TransformResult:
     return self.code != self.original
 
 
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+  """What happened to one file, as bytes.
+
+  ``code`` is what the file holds after the transform: its bytes in its own
+  encoding, BOM and line endings included. ``sites`` lists every site in
+  source order; a file that could not be transformed has a single site of
+  kind ``file`` with action ``error``, and ``code == original``.
+  ``destination`` is where ``code`` was written, if anywhere.
+  """
+
+  path: str
+  original: bytes
+  code: bytes
+  sites: tuple[Site, ...] = ()
+  encoding: str = 'utf-8'
+  destination: str | None = None
+
+  @property
+  def changed(self) -> bool:
+    return self.code != self.original
+
+  @property
+  def error(self) -> Site | None:
+    return next((s for s in self.sites if s.action == ERROR), None)
+
+
 class TransformError(Exception):
   """The input could not be transformed; ``site`` says where and why."""
 
@@ -43,9 +76,59 @@ class TransformError(Exception):
     self.site = site
 
 
+def file_error(path: str, problem: SourceProblem) -> TransformError:
+  """The error for a file that cannot be read, decoded or written."""
+  return TransformError(Site(path, problem.line, problem.column, 'file', ERROR, problem.reason))
+
+
 def could_contain_sites(code: str) -> bool:
   """False when ``code`` cannot reference flax's grad, so parsing can be skipped."""
   return all(word in code for word in PREFILTER_WORDS)
+
+
+def _syntax_error(code: str, path: str) -> SyntaxError | None:
+  """The compiler's complaint about ``code``, or None if it compiles."""
+  try:
+    compile(code, path, 'exec', dont_inherit=True)
+  except SyntaxError as error:
+    return error
+  return None
+
+
+def _file_error_at(path: str, error: SyntaxError, what: str) -> TransformError:
+  return TransformError(Site(
+      path, error.lineno or 1, error.offset or 1, 'file', ERROR,
+      f'{what}: {error.msg}; file left unchanged; fix the syntax error'))
+
+
+def _rewrite_error(new_code: str, original: str, path: str, sites: tuple[Site, ...]) -> TransformError | None:
+  """Why the rewritten code cannot be written, or None when it compiles."""
+  broken = _syntax_error(new_code, path)
+  if broken is None:
+    return None
+  # LibCST accepts some code that the compiler rejects (a misplaced return,
+  # say); that is the file's fault, not the rewrite's.
+  original_error = _syntax_error(original, path)
+  if original_error is not None:
+    return _file_error_at(path, original_error, 'does not compile')
+  first = next((s for s in sites if s.action == 'rewritten'), None)
+  line, column = (first.line, first.column) if first else (1, 1)
+  return TransformError(Site(
+      path, line, column, 'file', ERROR,
+      f'internal error: the rewritten file does not compile ({broken.msg}); '
+      'file left unchanged; please report this with the file'))
+
+
+def _parse_error(code: str, path: str, error) -> TransformError:
+  # Python's own message ("'(' was never closed") is the one users know;
+  # LibCST's is the fallback for code the compiler accepts but LibCST does not.
+  syntax_error = _syntax_error(code, path)
+  if syntax_error is not None:
+    return _file_error_at(path, syntax_error, 'cannot parse')
+  return TransformError(Site(
+      path, error.raw_line, error.raw_column + 1, 'file', ERROR,
+      f'cannot parse: {error.message}; file left unchanged; '
+      'the file compiles, so please report this with the file'))
 
 
 def transform_source(code: str, path: str = '<string>') -> TransformResult:
@@ -66,23 +149,85 @@ def transform_source(code: str, path: str = '<string>') -> TransformResult:
   """
   if not could_contain_sites(code):
     return TransformResult(code, (), code)
+  import libcst as cst
+  from libcst.codemod import CodemodContext
+
+  from vjpify.transformer.command import LowerGradToVjp
+
   try:
     tree = cst.parse_module(code)
   except cst.ParserSyntaxError as error:
-    raise TransformError(Site(
-        path, error.raw_line, error.raw_column + 1, 'file', ERROR,
-        f'cannot parse: {error.message}; file left unchanged; fix the syntax error')) from None
+    raise _parse_error(code, path, error) from None
   command = LowerGradToVjp(CodemodContext(filename=path))
   new_code = command.transform_module(tree).code
   sites = tuple(sorted(command.sites, key=lambda s: (s.line, s.column)))
   if new_code != code:
-    try:
-      compile(new_code, path, 'exec', dont_inherit=True)
-    except SyntaxError as error:
-      first = next((s for s in sites if s.action == 'rewritten'), None)
-      line, column = (first.line, first.column) if first else (1, 1)
-      raise TransformError(Site(
-          path, line, column, 'file', ERROR,
-          f'internal error: the rewritten file does not compile ({error.msg}); '
-          'file left unchanged; please report this with the file')) from None
+    error = _rewrite_error(new_code, code, path, sites)
+    if error:
+      raise error
   return TransformResult(new_code, sites, code)
+
+
+def transform_bytes(data: bytes, path: str = '<bytes>') -> FileResult:
+  """Rewrites the contents of a Python file given as bytes.
+
+  Note that the file is decoded as Python decodes it (BOM, coding
+  declaration, else UTF-8) and encoded back the same way; line endings,
+  tabs and trailing whitespace outside the rewritten calls are kept exactly.
+
+  Args:
+    data: the file's bytes.
+    path: shown in diagnostics.
+
+  Returns:
+    A :class:`FileResult`; nothing is written.
+
+  Raises:
+    TransformError: ``data`` is not decodable Python source, does not parse,
+      or the rewrite does not compile.
+  """
+  try:
+    text, encoding = decode_source(data)
+  except SourceProblem as problem:
+    raise file_error(path, problem) from None
+  result = transform_source(text, path)
+  if not result.changed:
+    return FileResult(path, data, data, result.sites, encoding)
+  try:
+    if encode_source(text, encoding) != data:
+      raise SourceProblem(f'decoding and re-encoding the file as {encoding} does not give back '
+                          'its bytes; file left unchanged; save it as UTF-8')
+    code = encode_source(result.code, encoding)
+  except SourceProblem as problem:
+    raise file_error(path, problem) from None
+  return FileResult(path, data, code, result.sites, encoding)
+
+
+def transform_file(path: str, *, write: bool = False) -> FileResult:
+  """Rewrites one Python file, in place if ``write``.
+
+  Note that the file is replaced atomically (a temporary file in the same
+  folder renamed over it) with its mode kept, and only if its bytes change.
+
+  Args:
+    path: the file.
+    write: write the result back to ``path``.
+
+  Returns:
+    A :class:`FileResult`; ``destination`` is ``path`` if it was written.
+
+  Raises:
+    TransformError: the file cannot be read, transformed or written.
+  """
+  try:
+    data = read_source(path)
+  except SourceProblem as problem:
+    raise file_error(path, problem) from None
+  result = transform_bytes(data, path)
+  if write and result.changed:
+    try:
+      write_atomically(path, result.code)
+    except SourceProblem as problem:
+      raise file_error(path, problem) from None
+    result = dataclasses.replace(result, destination=path)
+  return result

@@ -1,0 +1,159 @@
+"""The ``vjpify`` command line (also ``python -m vjpify.transformer``).
+
+Exit status: 0 when nothing needed changing; 1 when files were rewritten,
+or would be under ``--check`` / ``--diff``; 2 when anything went wrong
+(a file unreadable, undecodable, unparseable or unwritable, or bad
+arguments), after every other file has still been processed.
+
+It never imports jax or flax, and imports libcst only once a file may hold
+a site, so a commit that touches no flax code costs about a bare Python
+start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from vjpify.transformer.diagnostics import ERROR, SKIPPED
+from vjpify.transformer.files import STDIN
+from vjpify.transformer.output import Console, color_wanted, progress_wanted, unified_diff
+from vjpify.transformer.paths import DEFAULT_EXCLUDES, PlanError, plan
+from vjpify.transformer.report import Summary
+from vjpify.transformer.runner import default_jobs, run
+
+EXIT_CLEAN = 0
+EXIT_CHANGED = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Version(argparse.Action):
+  """Looks the version up only when asked, to keep start-up fast."""
+
+  def __init__(self, option_strings, dest, **kwargs):
+    super().__init__(option_strings, dest, nargs=0, help='show the version and exit')
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    from importlib.metadata import version
+    print(f'vjpify {version("vjpify")}')
+    parser.exit()
+
+
+def _positive(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    value = 0
+  if value < 1:
+    raise argparse.ArgumentTypeError(f'expected a whole number of at least 1, got {text!r}')
+  return value
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='vjpify',
+      description='Rewrite flax.linen grad and value_and_grad calls in Module methods into explicit nn.vjp code.',
+      epilog='Exit status: 0 nothing to change, 1 files changed (or would be), 2 errors.')
+  parser.add_argument('paths', nargs='+', metavar='PATH',
+                      help="files and folders to rewrite in place; folders are walked for *.py; '-' reads "
+                           'standard input and writes standard output')
+  mode = parser.add_argument_group('what to do')
+  mode.add_argument('--check', action='store_true', help='write nothing; list the files that would change')
+  mode.add_argument('--diff', action='store_true', help='write nothing; print a unified diff of each change')
+  mode.add_argument('--out-dir', metavar='DIR',
+                    help='leave the inputs alone and mirror them into DIR: rewritten files rewritten, '
+                         'other *.py files copied')
+  mode.add_argument('--copy-other-files', action='store_true',
+                    help='with --out-dir, also copy the files that are not *.py')
+  mode.add_argument('--exclude', action='append', default=[], metavar='GLOB',
+                    help='skip paths or names matching GLOB (repeatable); '
+                         f'always skipped inside folders: {", ".join(DEFAULT_EXCLUDES)}, virtual environments')
+  mode.add_argument('--exit-zero-even-if-changed', action='store_true',
+                    help='exit 0 after rewriting files, as long as there was no error')
+  shown = parser.add_argument_group('output')
+  shown.add_argument('--report', metavar='FILE', help='write a JSON report of every site to FILE')
+  shown.add_argument('-q', '--quiet', action='store_true',
+                     help='print only errors: no Rewriting lines, skipped sites, summary or progress bar')
+  shown.add_argument('--color', choices=('auto', 'always', 'never'), default='auto',
+                     help='colour diffs: auto (the default) on a terminal unless NO_COLOR is set')
+  shown.add_argument('-j', '--jobs', type=_positive, default=None, metavar='N',
+                     help='worker processes (default: all cores)')
+  shown.add_argument('--version', action=_Version)
+  return parser
+
+
+def _show(console: Console, args: argparse.Namespace, task, result, color: bool) -> None:
+  for site in result.sites:
+    if site.action == ERROR or (site.action == SKIPPED and not args.quiet):
+      console.message(site.format())
+  if not result.changed or result.error:
+    return
+  if args.diff:
+    encoding = 'utf-8' if result.encoding == 'utf-8-sig' else result.encoding
+    diff = unified_diff(result.path, result.original.decode(result.encoding), result.code.decode(result.encoding),
+                        color=color)
+    console.output(diff.encode(encoding, 'replace'))
+  if args.quiet or task.source == STDIN:
+    return
+  if args.check or args.diff:
+    console.message(f'Would rewrite {result.path}')
+  elif task.destination != task.source:
+    console.message(f'Rewriting {result.path} -> {task.destination}')
+  else:
+    console.message(f'Rewriting {result.path}')
+
+
+def _write_report(path: str, summary: Summary) -> bool:
+  from vjpify.transformer.files import SourceProblem, write_atomically
+  try:
+    write_atomically(path, summary.as_json().encode('utf-8'))
+  except SourceProblem as problem:
+    print(f'vjpify: error: --report {path}: {problem.reason}', file=sys.stderr)
+    return False
+  return True
+
+
+def _run(args: argparse.Namespace) -> int:
+  writing = not (args.check or args.diff)
+  try:
+    tasks = plan(args.paths, out_dir=args.out_dir, write=writing, exclude=args.exclude,
+                 copy_other_files=args.copy_other_files)
+  except PlanError as error:
+    print(f'vjpify: error: {error}', file=sys.stderr)
+    return EXIT_ERROR
+  summary = Summary()
+  color = color_wanted(args.color, sys.stdout)
+  with Console(len(tasks), progress_wanted(args.quiet, sys.stderr)) as console:
+    for task, result in run(tasks, jobs=args.jobs or default_jobs()):
+      summary.add(result, task.python)
+      _show(console, args, task, result, color)
+      console.advance()
+  report_written = args.report is None or _write_report(args.report, summary)
+  if not args.quiet:
+    print(summary.line(would=not writing), file=sys.stderr)
+  if summary.errors or not report_written:
+    return EXIT_ERROR
+  if summary.files_changed and not (writing and args.exit_zero_even_if_changed):
+    return EXIT_CHANGED
+  return EXIT_CLEAN
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the command line; returns the exit status."""
+  parser = _parser()
+  args = parser.parse_args(argv)
+  if args.copy_other_files and args.out_dir is None:
+    parser.error('--copy-other-files needs --out-dir DIR')
+  try:
+    return _run(args)
+  except KeyboardInterrupt:
+    print('vjpify: interrupted; every file is either as it was or fully rewritten', file=sys.stderr)
+    return EXIT_INTERRUPTED
+  except BrokenPipeError:
+    # The reader of our output went away (``vjpify --diff . | head``);
+    # point stdout at nothing so that the exit flush does not fail again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_ERROR

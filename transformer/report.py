@@ -1,0 +1,60 @@
+"""What a run adds up to: the closing summary line and the JSON report of
+every site (``--report FILE``).
+
+The report is one object::
+
+    {"summary": {"files_scanned": 3, "files_changed": 1, "sites_rewritten": 2,
+                 "sites_skipped": 1, "errors": 0},
+     "sites": [{"path": "model.py", "line": 12, "col": 9, "kind": "grad",
+                "action": "rewritten", "reason": "..."}, ...]}
+
+``action`` is ``rewritten``, ``skipped`` or ``error``; ``kind`` is ``grad``,
+``value_and_grad``, ``reference`` or ``file``; ``line`` and ``col`` are
+1-based. Sites come in the order the files were processed, then by position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from vjpify.transformer.api import FileResult
+from vjpify.transformer.diagnostics import ERROR, REWRITTEN, SKIPPED, Site
+
+
+def _count(n: int, noun: str) -> str:
+  return f'{n} {noun}' if n == 1 else f'{n} {noun}s'
+
+
+@dataclasses.dataclass
+class Summary:
+  """Running totals over the files of one run."""
+
+  files_scanned: int = 0
+  files_changed: int = 0
+  sites_rewritten: int = 0
+  sites_skipped: int = 0
+  errors: int = 0
+  sites: list[Site] = dataclasses.field(default_factory=list)
+
+  def add(self, result: FileResult, python: bool = True) -> None:
+    self.files_scanned += python
+    self.files_changed += python and result.changed
+    for site in result.sites:
+      self.sites_rewritten += site.action == REWRITTEN
+      self.sites_skipped += site.action == SKIPPED
+      self.errors += site.action == ERROR
+    self.sites.extend(result.sites)
+
+  def line(self, would: bool) -> str:
+    changed = 'would change' if would else 'changed'
+    rewritten = 'would be rewritten' if would else 'rewritten'
+    return (f'vjpify: {_count(self.files_scanned, "file")} scanned, {self.files_changed} {changed}, '
+            f'{_count(self.sites_rewritten, "site")} {rewritten}, {self.sites_skipped} skipped, '
+            f'{_count(self.errors, "error")}')
+
+  def as_json(self) -> str:
+    totals = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'sites'}
+    sites = [{'path': s.path, 'line': s.line, 'col': s.column, 'kind': s.kind,
+              'action': s.action, 'reason': s.reason} for s in self.sites]
+    return json.dumps({'summary': totals, 'sites': sites}, indent=2) + '\n'

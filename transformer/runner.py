@@ -1,0 +1,215 @@
+"""Running the pass over many files: read each, skip those that cannot hold
+a site, transform the rest (in worker processes when there are several),
+and write the results in the order the files were listed.
+
+Only this process writes, and every write is atomic, so stopping a run at
+any moment leaves each file either as it was or fully rewritten. Workers
+ignore Ctrl-C and only compute; on an interrupt the pool is cancelled and
+the files not yet written stay as they were. A file that fails in any way
+(unreadable, undecodable, unparseable, unwritable, or a bug in the pass)
+gets an error site and the run goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+
+from vjpify.transformer.api import FileResult, TransformError, could_contain_sites, file_error, transform_bytes
+from vjpify.transformer.diagnostics import ERROR, Site
+from vjpify.transformer.files import (
+    STDIN, SourceProblem, copy_atomically, decode_source, ensure_folder, read_source, source_mode,
+    write_atomically)
+from vjpify.transformer.paths import Task, plan
+
+# Transforms queued per worker: enough to keep every worker busy while
+# results are written in order, few enough to bound memory.
+_QUEUED_PER_JOB = 4
+
+
+def default_jobs() -> int:
+  """The cores this process may run on."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
+
+
+def _failed(path: str, data: bytes, site: Site) -> FileResult:
+  return FileResult(path, data, data, (site,))
+
+
+def _internal_error(path: str, data: bytes, error: BaseException) -> FileResult:
+  return _failed(path, data, Site(
+      path, 1, 1, 'file', ERROR,
+      f'internal error: {type(error).__name__}: {error}; file left unchanged; '
+      'please report this with the file'))
+
+
+def transform_one(path: str, data: bytes) -> FileResult:
+  """Transforms one file's bytes; problems become an error site, never an exception."""
+  try:
+    return transform_bytes(data, path)
+  except TransformError as error:
+    return _failed(path, data, error.site)
+  except Exception as error:  # A bug in the pass must cost one file, not the run.
+    return _internal_error(path, data, error)
+
+
+def _ignore_interrupts() -> None:
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Done:
+  """A result computed in this process, shaped like a finished Future."""
+
+  def __init__(self, result: FileResult):
+    self._result = result
+
+  def done(self) -> bool:
+    return True
+
+  def result(self) -> FileResult:
+    return self._result
+
+
+class _Runner:
+
+  def __init__(self, jobs: int):
+    self._jobs = jobs
+    self._candidates = 0
+    self._pool = None
+
+  def _transform(self, path: str, data: bytes):
+    self._candidates += 1
+    # One file is not worth starting worker processes for.
+    if self._pool is None and self._jobs > 1 and self._candidates > 1:
+      from concurrent.futures import ProcessPoolExecutor
+      self._pool = ProcessPoolExecutor(max_workers=self._jobs, initializer=_ignore_interrupts)
+    if self._pool is not None:
+      try:
+        return self._pool.submit(transform_one, path, data)
+      except RuntimeError:  # The pool broke (a worker was killed): go on without it.
+        self._pool = None
+    return _Done(transform_one(path, data))
+
+  def start(self, task: Task):
+    if task.problem:
+      return _Done(_failed(task.source, b'', Site(task.source, 1, 1, 'file', ERROR, task.problem)))
+    if not task.python:
+      return _Done(FileResult(task.source, b'', b''))
+    try:
+      data = read_source(task.source)
+      text, encoding = decode_source(data)
+    except SourceProblem as problem:
+      return _Done(_failed(task.source, b'', file_error(task.source, problem).site))
+    if not could_contain_sites(text):
+      return _Done(FileResult(task.source, data, data, (), encoding))
+    return self._transform(task.source, data)
+
+  def close(self) -> None:
+    if self._pool is not None:
+      self._pool.shutdown(wait=True, cancel_futures=True)
+      self._pool = None
+
+
+def _write(task: Task, result: FileResult) -> FileResult:
+  if task.destination is None or result.error:
+    return result
+  try:
+    if task.destination == STDIN:
+      sys.stdout.buffer.write(result.code)
+      sys.stdout.buffer.flush()
+    elif not task.python:
+      ensure_folder(task.destination)
+      copy_atomically(task.source, task.destination)
+    elif task.destination == task.source:
+      if not result.changed:
+        return result
+      write_atomically(task.source, result.code, expected=result.original)
+    else:
+      ensure_folder(task.destination)
+      write_atomically(task.destination, result.code, source_mode(task.source))
+  except SourceProblem as problem:
+    return _failed(task.source, result.original, file_error(task.source, problem).site)
+  return dataclasses.replace(result, destination=task.destination)
+
+
+def _settle(task: Task, pending) -> FileResult:
+  try:
+    result = pending.result()
+  except Exception as error:  # A worker died; the file itself may be fine.
+    result = _internal_error(task.source, b'', error)
+  return _write(task, result)
+
+
+def run(tasks: Sequence[Task], *, jobs: int = 1) -> Iterator[tuple[Task, FileResult]]:
+  """Processes ``tasks`` and writes their results, yielding each as it is
+  written, in the order of ``tasks``.
+
+  Note that closing the iterator early (or an interrupt) cancels the files
+  not yet started; those already written stay written.
+  """
+  runner = _Runner(jobs)
+  window: collections.deque = collections.deque()
+  try:
+    for task in tasks:
+      window.append((task, runner.start(task)))
+      while window and (len(window) > jobs * _QUEUED_PER_JOB or window[0][1].done()):
+        task, pending = window.popleft()
+        yield task, _settle(task, pending)
+    while window:
+      task, pending = window.popleft()
+      yield task, _settle(task, pending)
+  finally:
+    runner.close()
+
+
+def transform_tree(
+    paths: Sequence[str],
+    *,
+    write: bool = False,
+    out_dir: str | None = None,
+    exclude: Sequence[str] = (),
+    copy_other_files: bool = False,
+    jobs: int = 1,
+) -> list[FileResult]:
+  """Transforms every ``*.py`` file under ``paths``.
+
+  Note that problems with single files (unreadable, not Python, does not
+  parse) do not raise: such a file's result has an ``error`` site and is
+  left as it was. Folders are walked as the command line walks them.
+
+  Example::
+
+      from vjpify.transformer import transform_tree
+
+      for result in transform_tree(['src'], out_dir='build/src'):
+        for site in result.sites:
+          print(site.format())
+
+  Args:
+    paths: files and folders.
+    write: rewrite the files in place.
+    out_dir: instead, mirror the inputs into this folder: rewritten files
+      rewritten, other ``*.py`` files copied; the inputs are not touched.
+    exclude: globs matched against each path and base name.
+    copy_other_files: with ``out_dir``, mirror the non-Python files too.
+    jobs: worker processes.
+
+  Returns:
+    One :class:`FileResult` per Python file, in walk order.
+
+  Raises:
+    ValueError: both ``write`` and ``out_dir``, or an ``out_dir`` that
+      overlaps an input.
+  """
+  if write and out_dir is not None:
+    raise ValueError('write=True and out_dir both given; choose one')
+  tasks = plan(paths, out_dir=out_dir, write=write or out_dir is not None,
+               exclude=exclude, copy_other_files=copy_other_files)
+  return [result for task, result in run(tasks, jobs=jobs) if task.python]
