@@ -9,82 +9,157 @@ The user's argument nodes are reused as they are, so expressions, comments and
 layout survive; only an empty ``reduce_axes`` is dropped and a ``**mapping``
 is routed through the runtime's keyword check. The new keywords follow the
 layout of the call: on one line, or one per line like the arguments before.
+Comments stay where they were: one after an argument stays on that
+argument's line, comment lines before the closing bracket stay before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import libcst as cst
+from libcst.metadata import CodeRange
 
 from vjpify.transformer.targets import VJP_KEYWORDS
+from vjpify.transformer.whitespace import merge, split_after_last, without_comments
+
+_NO_SPACE = cst.SimpleWhitespace('')
 
 
-def _without_comments(whitespace: cst.BaseParenthesizableWhitespace) -> cst.BaseParenthesizableWhitespace:
-  if isinstance(whitespace, cst.ParenthesizedWhitespace):
-    return whitespace.with_changes(
-        first_line=cst.TrailingWhitespace(newline=whitespace.first_line.newline),
-        empty_lines=(),
-    )
-  return whitespace
+def _trailing(arg: cst.Arg) -> cst.BaseParenthesizableWhitespace:
+  """What follows ``arg`` up to the next argument or the closing bracket."""
+  return arg.comma.whitespace_after if isinstance(arg.comma, cst.Comma) else arg.whitespace_after_arg
 
 
-def _separator(call: cst.Call) -> cst.Comma:
+def _separator(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizableWhitespace) -> cst.Comma:
   """The comma-and-whitespace that separates arguments in this call."""
-  args = call.args
   if len(args) >= 2 and isinstance(args[-2].comma, cst.Comma):
     comma = args[-2].comma
-    return comma.with_changes(whitespace_after=_without_comments(comma.whitespace_after))
-  if isinstance(call.whitespace_before_args, cst.ParenthesizedWhitespace):
-    return cst.Comma(whitespace_after=_without_comments(call.whitespace_before_args))
+    return comma.with_changes(whitespace_after=without_comments(comma.whitespace_after))
+  if isinstance(before_args, cst.ParenthesizedWhitespace):
+    return cst.Comma(whitespace_after=without_comments(before_args))
   return cst.Comma(whitespace_after=cst.SimpleWhitespace(' '))
+
+
+def preferred_quote(module: cst.Module) -> str:
+  """The quote character most of the file's one-line strings use."""
+  counts = {"'": 0, '"': 0}
+
+  class _Count(cst.CSTVisitor):
+
+    def visit_SimpleString(self, node: cst.SimpleString) -> None:
+      if node.quote in counts:
+        counts[node.quote] += 1
+
+  module.visit(_Count())
+  return '"' if counts['"'] > counts["'"] else "'"
 
 
 def _keyword(name: str, value: str) -> cst.Arg:
   return cst.Arg(
       keyword=cst.Name(name),
       value=cst.Name(value),
-      equal=cst.AssignEqual(
-          whitespace_before=cst.SimpleWhitespace(''),
-          whitespace_after=cst.SimpleWhitespace(''),
-      ),
+      equal=cst.AssignEqual(whitespace_before=_NO_SPACE, whitespace_after=_NO_SPACE),
   )
 
 
-def append_keywords(call: cst.Call, args: Sequence[cst.Arg], extra: Sequence[cst.Arg]) -> tuple[cst.Arg, ...]:
-  """``args`` followed by ``extra``, laid out the way ``call`` lays out its own."""
+def append_keywords(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizableWhitespace,
+                    extra: Sequence[cst.Arg]) -> tuple[cst.Arg, ...]:
+  """``args`` followed by ``extra``, laid out the way ``args`` are.
+
+  ``before_args`` is the whitespace after the call's opening bracket.
+  """
   if not args:
     comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(' '))
     return tuple(arg.with_changes(comma=comma) for arg in extra[:-1]) + (extra[-1],)
-  separator = _separator(call)
+  separator = _separator(args, before_args)
   *head, last = args
+  trailing = _trailing(last)
+  after_last, closing = split_after_last(trailing, separator.whitespace_after)
   if isinstance(last.comma, cst.Comma):
-    # A trailing comma: keep any comment after it on the last user argument,
-    # but continue at the arguments' indentation rather than the bracket's.
-    after = last.comma.whitespace_after
-    if isinstance(after, cst.ParenthesizedWhitespace) and isinstance(separator.whitespace_after, cst.ParenthesizedWhitespace):
-      after = separator.whitespace_after.with_changes(first_line=after.first_line, empty_lines=after.empty_lines)
-      new_last = last.with_changes(comma=last.comma.with_changes(whitespace_after=after))
-    else:
-      new_last = last.with_changes(comma=separator)
-    closing_comma = last.comma.with_changes(whitespace_after=_without_comments(last.comma.whitespace_after))
-    closing_space = last.whitespace_after_arg
-    new_last = new_last.with_changes(whitespace_after_arg=cst.SimpleWhitespace(''))
+    new_last = last.with_changes(comma=last.comma.with_changes(whitespace_after=after_last))
+    final_comma = last.comma.with_changes(whitespace_after=closing)
+    final_space = _NO_SPACE
   else:
-    new_last = last.with_changes(comma=separator, whitespace_after_arg=cst.SimpleWhitespace(''))
-    closing_comma = cst.MaybeSentinel.DEFAULT
-    closing_space = last.whitespace_after_arg
+    new_last = last.with_changes(comma=separator.with_changes(whitespace_after=after_last), whitespace_after_arg=_NO_SPACE)
+    final_comma = cst.MaybeSentinel.DEFAULT
+    final_space = closing
   middle = tuple(arg.with_changes(comma=separator) for arg in extra[:-1])
-  final = extra[-1].with_changes(comma=closing_comma, whitespace_after_arg=closing_space)
+  final = extra[-1].with_changes(comma=final_comma, whitespace_after_arg=final_space)
   return (*head, new_last, *middle, final)
 
 
-def _drop_empty_reduce_axes(args: Sequence[cst.Arg]) -> list[cst.Arg]:
-  kept = [a for a in args if not (a.keyword is not None and a.keyword.value == 'reduce_axes')]
-  if len(kept) < len(args) and kept and args[-1].keyword is not None and args[-1].keyword.value == 'reduce_axes':
-    # The dropped argument was last: the new last keeps its layout.
-    kept[-1] = kept[-1].with_changes(comma=args[-1].comma, whitespace_after_arg=args[-1].whitespace_after_arg)
-  return kept
+def _is_reduce_axes(arg: cst.Arg) -> bool:
+  return arg.keyword is not None and arg.keyword.value == 'reduce_axes'
+
+
+def drop_reduce_axes(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizableWhitespace,
+                     ) -> tuple[list[cst.Arg], cst.BaseParenthesizableWhitespace]:
+  """``args`` without ``reduce_axes``, and the new whitespace after the
+  opening bracket. A comment on the dropped argument's line goes with it."""
+  kept = list(args)
+  for index, arg in enumerate(args):
+    if not _is_reduce_axes(arg):
+      continue
+    del kept[index]
+    after = _trailing(arg)
+    if index == 0:
+      # The next argument moves up to where the dropped one started.
+      if isinstance(before_args, cst.ParenthesizedWhitespace):
+        before_args = merge(before_args, after)
+    elif index < len(args) - 1 or isinstance(arg.comma, cst.Comma):
+      previous = kept[index - 1]
+      kept[index - 1] = previous.with_changes(comma=previous.comma.with_changes(
+          whitespace_after=merge(previous.comma.whitespace_after, after)))
+    else:
+      previous = kept[index - 1]
+      kept[index - 1] = previous.with_changes(
+          comma=cst.MaybeSentinel.DEFAULT,
+          whitespace_after_arg=merge(previous.comma.whitespace_after, after))
+    break
+  return kept, before_args
+
+
+def shifted(node: cst.ParenthesizedWhitespace | cst.EmptyLine, columns: int) -> cst.CSTNode:
+  """``node``, a line break or a comment line, with the next line's text
+  moved ``columns`` further right."""
+  if isinstance(node, cst.EmptyLine):
+    return node.with_changes(whitespace=cst.SimpleWhitespace(node.whitespace.value + ' ' * columns))
+  return node.with_changes(last_line=cst.SimpleWhitespace(node.last_line.value + ' ' * columns))
+
+
+def continuation_lines(call: cst.Call, range_of: Callable[[cst.CSTNode], CodeRange | None]) -> list[cst.CSTNode]:
+  """The line breaks and comment lines in ``call``'s arguments that line up
+  at or right of its first argument, when that argument is on the line of
+  the opening bracket; ``range_of`` gives source positions."""
+  if not call.args or isinstance(call.whitespace_before_args, cst.ParenthesizedWhitespace):
+    return []
+  first = range_of(call.args[0])
+  if first is None:
+    return []
+  found: list[cst.CSTNode] = []
+
+  def lines_up(node: cst.CSTNode | None, end: bool) -> bool:
+    where = range_of(node) if node is not None else None
+    return where is not None and (where.end if end else where.start).column >= first.start.column
+
+  class _Collect(cst.CSTVisitor):
+
+    def visit_FormattedString(self, node: cst.FormattedString) -> bool:
+      return False
+
+    def visit_ParenthesizedWhitespace(self, node: cst.ParenthesizedWhitespace) -> None:
+      # The break ends where the next line's text starts.
+      if lines_up(node, end=True):
+        found.append(node)
+
+    def visit_EmptyLine(self, node: cst.EmptyLine) -> None:
+      if lines_up(node.comment, end=False):
+        found.append(node)
+
+  for arg in call.args:
+    arg.visit(_Collect())
+  return found
 
 
 def lowered_call(
@@ -93,20 +168,30 @@ def lowered_call(
     vjp_func: cst.BaseExpression,
     extraction_helper: str,
     kwargs_helper: str,
+    quote: str = "'",
 ) -> cst.Call:
-  """The expression that replaces ``call``; evaluation order is unchanged."""
-  args = _drop_empty_reduce_axes(call.args)
+  """The expression that replaces ``call``; evaluation order is unchanged.
+
+  ``quote`` is the quote character for the string literal passed to the
+  keyword check.
+  """
+  args, before_args = drop_reduce_axes(call.args, call.whitespace_before_args)
   args = [
       a.with_changes(value=cst.Call(
           func=cst.Name(kwargs_helper),
-          args=(cst.Arg(cst.SimpleString(repr(transform)), comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(' '))), cst.Arg(a.value)),
+          args=(
+              cst.Arg(cst.SimpleString(f'{quote}{transform}{quote}'),
+                      comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(' '))),
+              cst.Arg(a.value),
+          ),
       )) if a.star == '**' else a
       for a in args
   ]
   extra = [_keyword(name, value) for name, value in VJP_KEYWORDS]
   vjp_call = call.with_changes(
       func=vjp_func,
-      args=append_keywords(call, args, extra),
+      whitespace_before_args=before_args,
+      args=append_keywords(args, before_args, extra),
       lpar=(),
       rpar=(),
   )

@@ -8,15 +8,19 @@ Usable with LibCST's own runner::
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
-from vjpify.transformer.build import lowered_call
+from vjpify.transformer.build import continuation_lines, lowered_call, preferred_quote, shifted
 from vjpify.transformer.diagnostics import REWRITTEN, SKIPPED, Site
-from vjpify.transformer.imports import ImportPlanner
-from vjpify.transformer.modules import module_classes
-from vjpify.transformer.sites import site_problem, transform_of
+from vjpify.transformer.imports import ImportPlanner, OrderedAddImportsVisitor
+from vjpify.transformer.modules import ModuleClasses, module_classes
+from vjpify.transformer.sites import Verdict, enclosing_fstrings, site_problem, string_quote, transform_of
 from vjpify.transformer.targets import EXTRACTION_HELPER, KWARGS_HELPER
 
 
@@ -28,6 +32,18 @@ class _ClassCollector(cst.CSTVisitor):
     self.classes.append(node)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """What one site becomes; ``problem`` set when it stays as it is."""
+
+  verdict: Verdict
+  problem: str | None = None
+  vjp_func: cst.BaseExpression | None = None
+  helper: str = ''
+  kwargs_helper: str = KWARGS_HELPER
+  quote: str = "'"
+
+
 class LowerGradToVjp(VisitorBasedCodemodCommand):
   DESCRIPTION = 'Rewrites flax.linen grad/value_and_grad calls in Modules into explicit nn.vjp code.'
 
@@ -36,10 +52,15 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
   def __init__(self, context: CodemodContext) -> None:
     super().__init__(context)
     self.sites: list[Site] = []
-    self._module_classes: frozenset[cst.ClassDef] = frozenset()
+    self._module_classes = ModuleClasses(frozenset(), {})
     self._planner: ImportPlanner | None = None
     self._module: cst.Module | None = None
     self._callees: set[cst.CSTNode] = set()
+    self._quote: str | None = None
+    self._plans: dict[cst.Call, _Plan] = {}
+    # Continuation lines to move right, because the text they line up with
+    # on a rewritten call's first line moved; summed over nested sites.
+    self._shifts: collections.Counter[cst.CSTNode] = collections.Counter()
 
   def visit_Module(self, node: cst.Module) -> None:
     self._module = node
@@ -50,6 +71,13 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     scopes.discard(None)
     self._planner = ImportPlanner(self.context, self._scope_of(node), scopes)
 
+  def _instantiate_and_run(self, transform, tree: cst.Module) -> cst.Module:
+    # LibCST merges a new name into an existing import at the front; put it
+    # where a careful person would.
+    if transform is AddImportsVisitor:
+      transform = OrderedAddImportsVisitor
+    return super()._instantiate_and_run(transform, tree)
+
   def _qualified_names(self, node: cst.CSTNode):
     return self.get_metadata(QualifiedNameProvider, node, ())
 
@@ -59,6 +87,9 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
   def _parent_of(self, node: cst.CSTNode):
     return self.get_metadata(ParentNodeProvider, node, None)
 
+  def _range_of(self, node: cst.CSTNode):
+    return self.get_metadata(PositionProvider, node, None)
+
   def _record(self, node: cst.CSTNode, kind: str, action: str, reason: str) -> None:
     start = self.get_metadata(PositionProvider, node).start
     site = Site(self.context.filename or '<string>', start.line, start.column + 1, kind, action, reason)
@@ -66,8 +97,56 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     if action != REWRITTEN:
       self.warn(site.format())
 
+  def _string_quote(self, call: cst.Call) -> str:
+    if self._quote is None:
+      self._quote = preferred_quote(self._module)
+    return string_quote(enclosing_fstrings(call, self._parent_of), self._quote) or self._quote
+
+  def _plan(self, node: cst.Call, verdict: Verdict) -> _Plan:
+    code_for = self._module.code_for_node
+    problem = site_problem(node, verdict, self._parent_of, self._module_classes, code_for)
+    if problem:
+      return _Plan(verdict, problem)
+    planner = self._planner
+    site_scope = self._scope_of(node)
+    vjp_func = planner.vjp_function(node.func, site_scope, self._qualified_names)
+    helper = planner.runtime_helper(EXTRACTION_HELPER[verdict.transform], site_scope)
+    plan = _Plan(verdict, None, vjp_func, helper)
+    if any(a.star == '**' for a in node.args):
+      plan = dataclasses.replace(
+          plan, kwargs_helper=planner.runtime_helper(KWARGS_HELPER, site_scope), quote=self._string_quote(node))
+    # How much further right the first argument now starts.
+    shift = len(helper) + 1 + len(code_for(vjp_func)) - len(code_for(node.func))
+    if shift > 0:
+      self._shifts.update(dict.fromkeys(continuation_lines(node, self._range_of), shift))
+    planner.release_grad_import(node.func, site_scope)
+    return plan
+
   def visit_Call(self, node: cst.Call) -> None:
     self._callees.add(node.func)
+    verdict = transform_of(node.func, self._qualified_names)
+    if verdict is not None:
+      self._plans[node] = self._plan(node, verdict)
+
+  def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+    plan = self._plans.get(original_node)
+    if plan is None:
+      return updated_node
+    transform = plan.verdict.transform
+    spelled = f'{self._module.code_for_node(original_node.func)}(...)'
+    if plan.problem:
+      self._record(original_node, transform, SKIPPED, f'{spelled} {plan.problem}')
+      return updated_node
+    self._record(original_node, transform, REWRITTEN, f'{spelled} rewritten to explicit nn.vjp')
+    return lowered_call(updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper, plan.quote)
+
+  def leave_ParenthesizedWhitespace(self, original_node, updated_node):
+    columns = self._shifts.get(original_node)
+    return shifted(updated_node, columns) if columns else updated_node
+
+  def leave_EmptyLine(self, original_node, updated_node):
+    columns = self._shifts.get(original_node)
+    return shifted(updated_node, columns) if columns else updated_node
 
   def _check_reference(self, node: cst.Name | cst.Attribute) -> None:
     if node in self._callees:
@@ -93,26 +172,3 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
 
   def visit_Import(self, node: cst.Import) -> bool:
     return False
-
-  def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
-    verdict = transform_of(original_node.func, self._qualified_names)
-    if verdict is None:
-      return updated_node
-    spelled = f'{self._module.code_for_node(original_node.func)}(...)'
-    problem = site_problem(
-        original_node, verdict, self._parent_of, self._module_classes,
-        self._module.code_for_node)
-    if problem:
-      self._record(original_node, verdict.transform, SKIPPED, f'{spelled} {problem}')
-      return updated_node
-    site_scope = self.get_metadata(ScopeProvider, original_node)
-    planner = self._planner
-    vjp_func = planner.vjp_function(original_node.func, site_scope, self._qualified_names)
-    kwargs_helper = (planner.runtime_helper(KWARGS_HELPER)
-                     if any(a.star == '**' for a in original_node.args) else KWARGS_HELPER)
-    replacement = lowered_call(
-        updated_node, verdict.transform, vjp_func,
-        planner.runtime_helper(EXTRACTION_HELPER[verdict.transform]), kwargs_helper)
-    planner.release_grad_import(original_node.func, site_scope)
-    self._record(original_node, verdict.transform, REWRITTEN, f'{spelled} rewritten to explicit nn.vjp')
-    return replacement

@@ -8,7 +8,7 @@ nodes by hand.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
@@ -17,6 +17,58 @@ from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import ImportAssignment, QualifiedName, Scope
 
 from vjpify.transformer.targets import GRAD_TRANSFORMS, IMPORT_VJP_FROM, LINEN_MODULES, LINEN_VJP, RUNTIME_MODULE
+from vjpify.transformer.whitespace import split_after_last, without_comments
+
+
+def _sort_key(names: Sequence[str]) -> Callable[[str], str] | None:
+  """The order ``names`` are kept in (ASCII or ignoring case), if any."""
+  for key in (str, str.lower):
+    if list(names) == sorted(names, key=key):
+      return key
+  return None
+
+
+def _separator(node: cst.ImportFrom) -> cst.Comma:
+  """The comma-and-whitespace between two names of this import."""
+  names = node.names
+  for alias in names[:-1]:
+    if isinstance(alias.comma, cst.Comma):
+      return alias.comma.with_changes(whitespace_after=without_comments(alias.comma.whitespace_after))
+  if node.lpar is not None and isinstance(node.lpar.whitespace_after, cst.ParenthesizedWhitespace):
+    return cst.Comma(whitespace_after=without_comments(node.lpar.whitespace_after))
+  return cst.Comma(whitespace_after=cst.SimpleWhitespace(' '))
+
+
+class OrderedAddImportsVisitor(AddImportsVisitor):
+  """LibCST's AddImportsVisitor, except that a name merged into an existing
+  ``from m import ...`` goes where sorting puts it (or last, when the names
+  are not sorted), with the import's own commas and line breaks."""
+
+  def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
+    merged = super().leave_ImportFrom(original_node, updated_node)
+    if merged is updated_node or isinstance(updated_node.names, cst.ImportStar):
+      return merged
+    added = list(merged.names[:len(merged.names) - len(updated_node.names)])
+    names = list(updated_node.names)
+    separator = _separator(updated_node)
+    key = _sort_key([get_full_name_for_node(a.name) for a in names])
+    for alias in added:
+      name = get_full_name_for_node(alias.name)
+      index = len(names)
+      if key is not None:
+        index = next((i for i, a in enumerate(names) if key(get_full_name_for_node(a.name)) > key(name)), len(names))
+      if index < len(names):
+        names.insert(index, alias.with_changes(comma=separator))
+      elif isinstance(names[-1].comma, cst.Comma):
+        # A trailing comma stays trailing, after the new last name.
+        last = names[-1]
+        after_last, closing = split_after_last(last.comma.whitespace_after, separator.whitespace_after)
+        names[-1] = last.with_changes(comma=separator.with_changes(whitespace_after=after_last))
+        names.append(alias.with_changes(comma=last.comma.with_changes(whitespace_after=closing)))
+      else:
+        names[-1] = names[-1].with_changes(comma=separator)
+        names.append(alias)
+    return updated_node.with_changes(names=names)
 
 
 def _resolves_to(scope: Scope, name: str, targets: frozenset[str]) -> bool:
@@ -31,21 +83,28 @@ class ImportPlanner:
     self._context = context
     self._module_scope = module_scope
     self._bound = {a.name for scope in all_scopes for a in scope.assignments}
-    self._chosen: dict[tuple[str, str], str] = {}
+    # Per (module, object): the module-level names the file already binds
+    # to it, and the name vjpify imports it under when none will do.
+    self._existing: dict[tuple[str, str], list[str]] = {}
+    self._added: dict[tuple[str, str], str] = {}
     self._linen_aliases = sorted(
         a.name for a in module_scope.assignments
         if isinstance(a, ImportAssignment) and _resolves_to(module_scope, a.name, LINEN_MODULES)
     )
 
-  def _import_name(self, module: str, obj: str, fallback_prefix: str) -> str:
-    """A name bound to ``module.obj`` at module level, importing it if needed."""
-    key = (module, obj)
-    if key in self._chosen:
-      return self._chosen[key]
+  def _import_name(self, module: str, obj: str, fallback_prefix: str, site_scope: Scope) -> str:
+    """A name bound to ``module.obj`` where ``site_scope`` can see it: one the
+    file imports already, else a new import under a name bound nowhere."""
     qualified = frozenset({f'{module}.{obj}'})
-    if obj in self._module_scope and _resolves_to(self._module_scope, obj, qualified):
-      name = obj
-    else:
+    key = (module, obj)
+    if key not in self._existing:
+      self._existing[key] = sorted(
+          a.name for a in self._module_scope.assignments
+          if isinstance(a, ImportAssignment) and _resolves_to(self._module_scope, a.name, qualified))
+    for name in (obj, *self._existing[key]):
+      if name in self._existing[key] and _resolves_to(site_scope, name, qualified):
+        return name
+    if key not in self._added:
       name = obj
       counter = 1
       while name in self._bound:
@@ -53,11 +112,11 @@ class ImportPlanner:
         counter += 1
       AddImportsVisitor.add_needed_import(self._context, module, obj, None if name == obj else name)
       self._bound.add(name)
-    self._chosen[key] = name
-    return name
+      self._added[key] = name
+    return self._added[key]
 
-  def runtime_helper(self, helper: str) -> str:
-    return self._import_name(RUNTIME_MODULE, helper, 'vjpify')
+  def runtime_helper(self, helper: str, site_scope: Scope) -> str:
+    return self._import_name(RUNTIME_MODULE, helper, 'vjpify', site_scope)
 
   def vjp_function(self, func: cst.BaseExpression, site_scope: Scope,
                    qualified_names: Callable[[cst.CSTNode], Iterable[QualifiedName]]) -> cst.BaseExpression:
@@ -71,7 +130,7 @@ class ImportPlanner:
         return cst.Attribute(value=cst.parse_expression(alias), attr=cst.Name('vjp'))
     if 'vjp' in site_scope and _resolves_to(site_scope, 'vjp', LINEN_VJP):
       return cst.Name('vjp')
-    return cst.Name(self._import_name(IMPORT_VJP_FROM, 'vjp', 'linen'))
+    return cst.Name(self._import_name(IMPORT_VJP_FROM, 'vjp', 'linen', site_scope))
 
   def release_grad_import(self, func: cst.BaseExpression, site_scope: Scope) -> None:
     """Schedules removal of a ``from flax.linen import grad [as g]`` that the

@@ -8,11 +8,12 @@ differently from the original; a site that fails one is left as it is.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 
 import libcst as cst
 from libcst.metadata import QualifiedName
 
+from vjpify.transformer.modules import ModuleClasses
 from vjpify.transformer.targets import GRAD_KEYWORDS, GRAD_TRANSFORMS
 
 
@@ -57,14 +58,22 @@ def enclosing_class(node: cst.CSTNode, parent_of: Callable[[cst.CSTNode], cst.CS
   return None, False
 
 
-def _is_empty_literal(value: cst.BaseExpression) -> bool:
-  if isinstance(value, (cst.Tuple, cst.List)) and not value.elements:
-    return True
-  return isinstance(value, cst.Name) and value.value == 'None'
-
-
-def _is_nonempty_literal(value: cst.BaseExpression) -> bool:
-  return isinstance(value, (cst.Tuple, cst.List, cst.SimpleString)) and not _is_empty_literal(value)
+def _literal_truth(value: cst.BaseExpression) -> bool | None:
+  """Whether a literal ``reduce_axes`` is truthy; None when it is not a
+  literal whose truth can be read off the source."""
+  if isinstance(value, cst.Name) and value.value in ('None', 'False', 'True'):
+    return value.value == 'True'
+  if isinstance(value, (cst.Tuple, cst.List, cst.Set, cst.Dict)):
+    unpacked = (cst.StarredElement, cst.StarredDictElement)
+    if any(not isinstance(e, unpacked) for e in value.elements):
+      return True
+    # Nothing but ``*xs`` items: empty exactly when every ``xs`` is.
+    return None if value.elements else False
+  if isinstance(value, cst.SimpleString):
+    return bool(value.evaluated_value)
+  if isinstance(value, cst.Integer):
+    return bool(value.evaluated_value)
+  return None
 
 
 def argument_problem(call: cst.Call, transform: str, code_for: Callable[[cst.CSTNode], str]) -> str | None:
@@ -83,8 +92,9 @@ def argument_problem(call: cst.Call, transform: str, code_for: Callable[[cst.CST
       if name not in GRAD_KEYWORDS:
         return (f"passes keyword '{name}', which {transform}() does not accept; "
                 'left unchanged; remove the keyword')
-      if name == 'reduce_axes' and not _is_empty_literal(arg.value):
-        if _is_nonempty_literal(arg.value):
+      truth = _literal_truth(arg.value) if name == 'reduce_axes' else False
+      if truth is not False:
+        if truth:
           return ('passes a non-empty reduce_axes, which flax rejects with '
                   'NotImplementedError; left unchanged; remove reduce_axes')
         return (f'passes reduce_axes={code_for(arg.value)}, which vjpify cannot '
@@ -93,9 +103,56 @@ def argument_problem(call: cst.Call, transform: str, code_for: Callable[[cst.CST
     for index, name in enumerate(('fn', 'mdl')):
       given_positionally = positional > index
       if given_positionally == (name in keywords):
-        how = 'twice' if given_positionally else 'no'
-        return (f'passes {how} {name} argument, so {transform}() raises TypeError; '
+        how = f'{name} twice' if given_positionally else f'no {name} argument'
+        return (f'passes {how}, so {transform}() raises TypeError; '
                 f'left unchanged; pass {name} exactly once')
+  return None
+
+
+def enclosing_fstrings(node: cst.CSTNode, parent_of: Callable[[cst.CSTNode], cst.CSTNode | None]) -> list[cst.FormattedString]:
+  """The f-strings whose replacement fields contain ``node``, innermost first."""
+  found = []
+  while (node := parent_of(node)) is not None:
+    if isinstance(node, cst.FormattedString):
+      found.append(node)
+  return found
+
+
+def _in_self_documenting_field(node: cst.CSTNode, parent_of: Callable[[cst.CSTNode], cst.CSTNode | None]) -> bool:
+  while (node := parent_of(node)) is not None:
+    if isinstance(node, cst.FormattedStringExpression) and isinstance(node.equal, cst.AssignEqual):
+      return True
+  return False
+
+
+def string_quote(fstrings: Iterable[cst.FormattedString], preferred: str) -> str | None:
+  """A quote character for a new string literal inside ``fstrings``: Python
+  before 3.12 forbids a single-line f-string's own quote in its fields."""
+  taken = {f.quote for f in fstrings if len(f.quote) == 1}
+  for quote in (preferred, *(q for q in ('\'', '"') if q != preferred)):
+    if quote not in taken:
+      return quote
+  return None
+
+
+def _class_problem(call: cst.Call, parent_of: Callable[[cst.CSTNode], cst.CSTNode | None],
+                   classes: ModuleClasses, code_for: Callable[[cst.CSTNode], str]) -> str | None:
+  cls, in_method = enclosing_class(call, parent_of)
+  if cls is None:
+    return ('is not inside a flax.linen.Module subclass defined in this file; '
+            'left unchanged; call it from a Module method to have it rewritten')
+  name = cls.name.value
+  if cls not in classes:
+    base = classes.untraced.get(cls)
+    if base is not None:
+      return (f'is in class {name}, whose base {code_for(base)} vjpify cannot trace to '
+              'flax.linen.Module within this file; left unchanged; if it is a Module, '
+              'lower this call to nn.vjp by hand')
+    return (f'is in class {name}, which is not a flax.linen.Module subclass; '
+            'left unchanged; call it from a Module method to have it rewritten')
+  if not in_method:
+    return (f'runs in the body of class {name} when the class is defined, '
+            'not in a method; left unchanged; move it into a method')
   return None
 
 
@@ -103,17 +160,23 @@ def site_problem(
     call: cst.Call,
     verdict: Verdict,
     parent_of: Callable[[cst.CSTNode], cst.CSTNode | None],
-    module_classes: Collection[cst.ClassDef],
+    classes: ModuleClasses,
     code_for: Callable[[cst.CSTNode], str],
 ) -> str | None:
   """Why this call may not be rewritten, or None when it may."""
   if verdict.problem:
     return verdict.problem
-  cls, in_method = enclosing_class(call, parent_of)
-  if cls is None or cls not in module_classes:
-    return ('is not inside a flax.linen.Module subclass defined in this file; '
-            'left unchanged; call it from a Module method to have it rewritten')
-  if not in_method:
-    return (f"runs in the body of class {cls.name.value} when the class is defined, "
-            'not in a method; left unchanged; move it into a method')
-  return argument_problem(call, verdict.transform, code_for)
+  problem = _class_problem(call, parent_of, classes, code_for)
+  if problem:
+    return problem
+  if _in_self_documenting_field(call, parent_of):
+    return ("is inside a self-documenting f-string field ({...=}), which prints the "
+            'call as written; left unchanged; drop the = or compute the value outside the f-string')
+  problem = argument_problem(call, verdict.transform, code_for)
+  if problem:
+    return problem
+  if any(a.star == '**' for a in call.args) and string_quote(enclosing_fstrings(call, parent_of), "'") is None:
+    return ('unpacks **keywords inside f-strings that use both quote characters, so the '
+            'keyword check cannot be spelled there; left unchanged; compute the value '
+            'outside the f-string')
+  return None

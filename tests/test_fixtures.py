@@ -1,0 +1,129 @@
+"""The fixture tree is the transformer's test suite.
+
+Each ``fixtures/<group>/<case>/`` holds ``input.py``, ``expected.py`` (absent
+when the file must come out byte for byte unchanged) and ``warnings.txt`` (the
+exact diagnostics, one per line; absent when none are expected). The exec
+group belongs to the behavioural tests and is not read here.
+
+Run with ``VJPIFY_OVERWRITE=1`` to regenerate the golden files from the
+current transformer, then review the diff by eye.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+import vjpify.runtime
+from vjpify.transformer import transform_source
+from vjpify.transformer.diagnostics import REWRITTEN
+from vjpify.transformer.targets import RUNTIME_HELPERS
+
+FIXTURES = pathlib.Path(__file__).resolve().parent.parent / 'fixtures'
+OVERWRITE = os.environ.get('VJPIFY_OVERWRITE') == '1'
+# Diagnostics name the file as the tests pass it, so golden files stay portable.
+INPUT_PATH = 'input.py'
+
+
+def _cases() -> list:
+  cases = []
+  for input_file in sorted(FIXTURES.glob('*/*/input.py')):
+    case = input_file.parent
+    if case.parent.name == 'exec':
+      continue
+    cases.append(pytest.param(case, id=f'{case.parent.name}/{case.name}'))
+  return cases
+
+
+def _diagnostics(result) -> list[str]:
+  return [site.format() for site in result.sites if site.action != REWRITTEN]
+
+
+def _reasons(result) -> list[str]:
+  return [site.reason for site in result.sites if site.action != REWRITTEN]
+
+
+def _read(path: pathlib.Path) -> str:
+  # Bytes, not text mode, so that line endings are compared as they are.
+  return path.read_bytes().decode('utf-8')
+
+
+def _read_lines(path: pathlib.Path) -> list[str]:
+  return _read(path).splitlines() if path.exists() else []
+
+
+def _overwrite(case: pathlib.Path, source: str, code: str, diagnostics: list[str]) -> None:
+  expected = case / 'expected.py'
+  warnings = case / 'warnings.txt'
+  if code == source:
+    expected.unlink(missing_ok=True)
+  else:
+    expected.write_bytes(code.encode('utf-8'))
+  if diagnostics:
+    warnings.write_text(''.join(f'{line}\n' for line in diagnostics))
+  else:
+    warnings.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize('case', _cases())
+def test_fixture(case: pathlib.Path) -> None:
+  source = _read(case / 'input.py')
+  result = transform_source(source, INPUT_PATH)
+  diagnostics = _diagnostics(result)
+  if OVERWRITE:
+    _overwrite(case, source, result.code, diagnostics)
+  expected_file = case / 'expected.py'
+  expected = _read(expected_file) if expected_file.exists() else source
+  assert result.code == expected
+  assert diagnostics == _read_lines(case / 'warnings.txt')
+  if expected_file.exists():
+    assert expected != source, 'expected.py equals input.py; delete it instead'
+
+  again = transform_source(result.code, INPUT_PATH)
+  assert again.code == result.code, 'transforming the output changed it again'
+  # Added imports move lines, so compare what was reported, not where.
+  assert _reasons(again) == _reasons(result)
+
+
+def test_every_case_is_complete() -> None:
+  # A case directory without input.py would silently test nothing.
+  for case in FIXTURES.glob('*/*/'):
+    if case.parent.name != 'exec':
+      assert (case / 'input.py').exists(), case
+
+
+@pytest.mark.parametrize('case', _cases())
+def test_fixture_sources_import(case: pathlib.Path) -> None:
+  # The differential tests run these files, so both sides must import
+  # cleanly (flax and jax included) without running any model.
+  for name in ('input.py', 'expected.py'):
+    if (case / name).exists():
+      runpy.run_path(str(case / name), run_name=f'fixture_{name[:-3]}')
+
+
+def test_runtime_exports_every_helper_the_transformer_emits() -> None:
+  assert RUNTIME_HELPERS <= set(vjpify.runtime.__all__)
+  for name in RUNTIME_HELPERS:
+    assert callable(getattr(vjpify.runtime, name))
+
+
+def test_transformer_never_imports_jax_or_flax() -> None:
+  script = (
+      'import sys\n'
+      'import vjpify.transformer\n'
+      'source = open(sys.argv[1]).read()\n'
+      'assert vjpify.transformer.transform_source(source, "input.py").changed\n'
+      'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib", "flax"))\n'
+      'print(",".join(loaded))\n'
+  )
+  sample = FIXTURES / 'spellings' / 'import_linen_as_nn' / 'input.py'
+  done = subprocess.run(
+      [sys.executable, '-c', script, str(sample)],
+      capture_output=True, text=True, check=False, timeout=120)
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.strip() == ''
