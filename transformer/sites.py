@@ -99,6 +99,11 @@ def argument_problem(call: cst.Call, transform: str, code_for: Callable[[cst.CST
                   'NotImplementedError; left unchanged; remove reduce_axes')
         return (f'passes reduce_axes={code_for(arg.value)}, which vjpify cannot '
                 'prove empty; left unchanged; pass reduce_axes=() or drop it')
+  if 'reduce_axes' in keywords and any(arg.star == '**' for arg in call.args):
+    # The keyword is dropped and the runtime strips reduce_axes from the
+    # mapping, so a mapping that repeats it would no longer raise TypeError.
+    return ('passes reduce_axes next to a **mapping that may repeat it; left unchanged; '
+            'drop the reduce_axes keyword, which changes nothing')
   if not starred:
     for index, name in enumerate(('fn', 'mdl')):
       given_positionally = positional > index
