@@ -1,0 +1,85 @@
+"""Table tests for decisions that are easier to enumerate than to give a
+fixture each: which reduce_axes values are dropped, which quote a new string
+may use inside an f-string, and where a merged import name goes."""
+
+from __future__ import annotations
+
+import libcst as cst
+import pytest
+from libcst.codemod import CodemodContext
+from libcst.codemod.visitors import AddImportsVisitor
+
+from vjpify.transformer import transform_source
+from vjpify.transformer.imports import OrderedAddImportsVisitor
+from vjpify.transformer.sites import string_quote
+
+_SITE = '''import flax.linen as nn
+
+
+class Model(nn.Module):
+
+  def __call__(self, x, axes=()):
+    return nn.grad(lambda mdl, x: mdl(x), nn.Dense(1), x, reduce_axes={})
+'''
+
+
+@pytest.mark.parametrize('value', ['()', '[]', '{}', 'None', 'False', '0', "''", "b''", '""'])
+def test_empty_literal_reduce_axes_is_dropped(value: str) -> None:
+  result = transform_source(_SITE.format(value), 'm.py')
+  assert 'reduce_axes' not in result.code
+  assert [s.action for s in result.sites] == ['rewritten']
+
+
+@pytest.mark.parametrize('value', ["('batch',)", "['batch']", "'batch'", '1', 'True', '[*axes, 1]', "{'a': 1}"])
+def test_non_empty_literal_reduce_axes_is_reported(value: str) -> None:
+  result = transform_source(_SITE.format(value), 'm.py')
+  assert not result.changed
+  (site,) = result.sites
+  assert 'non-empty reduce_axes, which flax rejects' in site.reason
+
+
+@pytest.mark.parametrize('value', ['axes', '[*axes]', 'set()', "f''", '() if x else ()'])
+def test_reduce_axes_that_cannot_be_read_is_reported(value: str) -> None:
+  result = transform_source(_SITE.format(value), 'm.py')
+  assert not result.changed
+  (site,) = result.sites
+  assert f'passes reduce_axes={value}, which vjpify cannot prove empty' in site.reason
+
+
+def _fstrings(*sources: str) -> list[cst.FormattedString]:
+  return [cst.parse_expression(source) for source in sources]
+
+
+@pytest.mark.parametrize(('fstrings', 'preferred', 'expected'), [
+    pytest.param([], "'", "'", id='outside-any-f-string'),
+    pytest.param([], '"', '"', id='file-prefers-double'),
+    pytest.param(["f'{x}'"], "'", '"', id='single-quoted'),
+    pytest.param(['f"{x}"'], "'", "'", id='double-quoted'),
+    pytest.param(["f'''{x}'''"], "'", "'", id='triple-quoted-allows-its-own-quote'),
+    pytest.param(['f"{x}"', "f'{x}'"], "'", None, id='both-taken'),
+])
+def test_string_quote(fstrings: list[str], preferred: str, expected: str | None) -> None:
+  assert string_quote(_fstrings(*fstrings), preferred) == expected
+
+
+@pytest.mark.parametrize(('before', 'after'), [
+    pytest.param('from flax.linen import Dense, Module\n',
+                 'from flax.linen import Dense, Module, vjp\n', id='sorted-goes-last'),
+    pytest.param('from flax.linen import Dense, wrap\n',
+                 'from flax.linen import Dense, vjp, wrap\n', id='sorted-goes-between'),
+    pytest.param('from flax.linen import compact, Dense\n',
+                 'from flax.linen import compact, Dense, vjp\n', id='sorted-ignoring-case'),
+    pytest.param('from flax.linen import Module, Dense\n',
+                 'from flax.linen import Module, Dense, vjp\n', id='unsorted-goes-last'),
+    pytest.param('from flax.linen import (\n    Dense,\n    Module,  # the base\n)\n',
+                 'from flax.linen import (\n    Dense,\n    Module,  # the base\n    vjp,\n)\n',
+                 id='parenthesized-trailing-comma'),
+    pytest.param('from flax.linen import (Dense,\n                        Module)\n',
+                 'from flax.linen import (Dense,\n                        Module,\n                        vjp)\n',
+                 id='parenthesized-aligned'),
+    pytest.param('import os\n', 'import os\nfrom flax.linen import vjp\n', id='new-import'),
+])
+def test_merged_import_name_goes_where_sorting_puts_it(before: str, after: str) -> None:
+  context = CodemodContext()
+  AddImportsVisitor.add_needed_import(context, 'flax.linen', 'vjp')
+  assert OrderedAddImportsVisitor(context).transform_module(cst.parse_module(before)).code == after
