@@ -143,8 +143,12 @@ def _leaf_mappings(index: int, primal: Any, axis_names: tuple[Hashable, ...]) ->
         by_axis[axis_name] = _mapping(leaf, axis_name)
       except _Undetermined as e:
         where = f'primal {index}' + (f' at {jax.tree_util.keystr(path)}' if path else '')
+        try:
+          where += f' ({jax.typeof(leaf).str_short()})'
+        except TypeError:
+          where += f' ({type(leaf).__name__})'
         raise ValueError(
-            f'reduce_axes: cannot tell whether {where} ({jax.typeof(leaf).str_short()}) '
+            f'reduce_axes: cannot tell whether {where} '
             f'is mapped over axis {axis_name!r}: {e}. vjpify psums the gradient of a primal '
             'only where it knows the primal is broadcast over the axis; apply the transformation '
             'that binds the axis with jax.vmap or jax.shard_map (check_vma=True) around this code, '
@@ -169,14 +173,10 @@ def _psum_axes(mappings: dict, out: Any) -> tuple[Hashable, ...]:
 
 
 def _psum(cotangent: Any, axes: tuple[Hashable, ...]) -> Any:
-  if cotangent.dtype == jax.dtypes.float0:
+  if not axes or cotangent.dtype == jax.dtypes.float0:
     # The cotangent of an integer primal is a symbolic zero; it sums to itself.
     return cotangent
-  for axis_name in axes:
-    # One name at a time: with a vmap axis inside a shard_map, jax 0.10's
-    # psum over both names at once asserts while casting to varying.
-    cotangent = jax.lax.psum(cotangent, axis_name)
-  return cotangent
+  return jax.lax.psum(cotangent, axes)
 
 
 def _reduced_pullback(pullback: Callable, primal_plans: tuple, cotangent: Any) -> tuple:
