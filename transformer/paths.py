@@ -149,9 +149,12 @@ def plan(paths: Sequence[str], *, out_dir: str | None = None, write: bool = True
       found = [(os.path.normpath(arg), True, None)]
       mirror_root = os.path.dirname(os.path.normpath(arg))
     for path, is_python, problem in found:
-      if path in seen:
+      # Mirrored, a symlink is a file of its own; otherwise it and its
+      # target are one file, to be read and written once.
+      key = path if out_dir is not None else os.path.realpath(path)
+      if key in seen:
         continue
-      seen.add(path)
+      seen.add(key)
       destination = None
       if write and out_dir is not None:
         destination = os.path.normpath(os.path.join(out_dir, os.path.relpath(path, mirror_root or '.')))

@@ -22,8 +22,8 @@ from collections.abc import Iterator, Sequence
 from vjpify.transformer.api import FileResult, TransformError, could_contain_sites, file_error, transform_bytes
 from vjpify.transformer.diagnostics import ERROR, Site
 from vjpify.transformer.files import (
-    STDIN, SourceProblem, copy_atomically, decode_source, ensure_folder, read_source, source_mode,
-    write_atomically)
+    STDIN, SourceProblem, copy_atomically, decode_source, ensure_folder, interrupts_held, read_source,
+    source_mode, write_atomically)
 from vjpify.transformer.paths import Task, plan
 
 # Transforms queued per worker: enough to keep every worker busy while
@@ -92,7 +92,10 @@ class _Runner:
       self._pool = ProcessPoolExecutor(max_workers=self._jobs, initializer=_ignore_interrupts)
     if self._pool is not None:
       try:
-        return self._pool.submit(transform_one, path, data)
+        # Submitting may fork workers; a Ctrl-C landing in a fork handler
+        # would be swallowed there, so it waits until the fork is done.
+        with interrupts_held():
+          return self._pool.submit(transform_one, path, data)
       except RuntimeError:  # The pool broke (a worker was killed): go on without it.
         self._pool = None
     return _Done(transform_one(path, data))
