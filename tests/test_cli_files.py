@@ -255,6 +255,7 @@ _MESSAGES = {
     'unreadable.py': re.escape('unreadable.py:1:1: cannot read the file: permission denied; skipped'),
     'missing.py': re.escape('missing.py:1:1: cannot read the file: no such file or directory; skipped; check the path'),
     'loop.py': re.escape('loop.py:1:1: cannot read the file: a symbolic link loop; skipped'),
+    'fifo.py': re.escape('fifo.py:1:1: cannot read the file: not a regular file but a pipe, socket or device'),
     'x.py': re.escape('x.py:1:1: cannot read the file: it is a directory; skipped; '
                       'add a trailing / to the path to process the files in it'),
 }
@@ -269,6 +270,7 @@ def bad_run(tmp_path_factory):
   write(root / 'empty.py', b'')
   write(root / 'x.py/inner.py', SOURCE)
   (root / 'loop.py').symlink_to('loop.py')
+  os.mkfifo(root / 'fifo.py')  # reading it would block forever
   args = ['.', 'missing.py', 'x.py']
   if _UNPRIVILEGED is not None:
     write(root / 'unreadable.py', SOURCE).chmod(0)

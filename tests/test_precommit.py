@@ -50,7 +50,8 @@ def test_hook_install_needs_no_jax_or_flax():
   requirements = [Requirement(r) for r in importlib.metadata.requires('vjpify') or []]
   base = {r.name for r in requirements if r.marker is None}
   runtime = {r.name for r in requirements if r.marker is not None and r.marker.evaluate({'extra': 'runtime'})}
-  assert base == {'libcst'}
+  assert 'libcst' in base
+  assert not base & {'jax', 'jaxlib', 'flax', 'numpy'}
   assert {'jax', 'flax'} <= runtime
 
 

@@ -32,6 +32,8 @@ STDIN = '-'
 
 _TEMP_SUFFIX = '.vjpify-tmp'
 
+_NOT_REGULAR = 'not a regular file but a pipe, socket or device'
+
 
 class SourceProblem(Exception):
   """A file cannot be read, decoded or written; ``line`` and ``column``
@@ -74,7 +76,14 @@ def read_source(path: str) -> bytes:
   if path == STDIN:
     return sys.stdin.buffer.read()
   try:
-    with open(path, 'rb') as f:
+    # Non-blocking, so that a named pipe called x.py cannot hang the run.
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
+    with open(fd, 'rb') as f:
+      kind = stat.S_IFMT(os.fstat(fd).st_mode)
+      if kind == stat.S_IFDIR:
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+      if kind != stat.S_IFREG:
+        raise SourceProblem(f'cannot read the file: {_NOT_REGULAR}; skipped; pass regular files only')
       return f.read()
   except OSError as error:
     raise os_problem(error) from None
@@ -222,6 +231,8 @@ def write_atomically(path: str, data: bytes, mode: int | None = None, *, expecte
 def copy_atomically(source: str, destination: str) -> bool:
   """Copies ``source`` over ``destination`` with its mode, unless they
   already hold the same bytes; returns whether anything was written."""
+  if not os.path.isfile(source):
+    raise SourceProblem(f'cannot copy the file: {_NOT_REGULAR}; not copied; leave it out with --exclude')
   try:
     if os.path.exists(destination) and filecmp.cmp(source, destination, shallow=False):
       return False

@@ -71,7 +71,10 @@ class Console:
   def __init__(self, total: int, progress: bool):
     self._bar = None
     if progress and total >= _MIN_FILES_FOR_PROGRESS:
-      import tqdm
+      try:
+        import tqdm
+      except ImportError:  # The bar is a nicety; an install without it still works.
+        return
       # The monitor thread would be copied into forked workers for nothing.
       tqdm.tqdm.monitor_interval = 0
       self._bar = tqdm.tqdm(total=total, unit='file', delay=_delay(), leave=False, file=sys.stderr)
