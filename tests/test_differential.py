@@ -55,6 +55,7 @@ def _run(spec: dict[str, Any]) -> dict[str, Outcome]:
   init_rngs = spec.get('init_rngs', jax.random.key(0))
   apply_kwargs = spec.get('apply', {})
   batch = spec['batch'] if 'batch' in spec else _default_batch(args)
+  vmap = functools.partial(jax.vmap, axis_name=spec.get('vmap_axis_name'))
   init: Callable[..., Any] = lambda *a: module.init(init_rngs, *a, method=method)
 
   outcomes = {
@@ -63,7 +64,7 @@ def _run(spec: dict[str, Any]) -> dict[str, Outcome]:
   }
   if outcomes['init'].error is not None:
     if batch is not None:
-      outcomes['init under vmap'] = outcome_of(lambda: jax.vmap(init)(*batch))
+      outcomes['init under vmap'] = outcome_of(lambda: vmap(init)(*batch))
     return outcomes
   variables = outcomes['init'].value
   apply = lambda v, *a: module.apply(v, *a, method=method, **apply_kwargs)
@@ -71,7 +72,7 @@ def _run(spec: dict[str, Any]) -> dict[str, Outcome]:
   outcomes['apply under jit'] = outcome_of(lambda: jax.jit(apply)(variables, *args))
   if batch is not None:
     outcomes['apply under vmap'] = outcome_of(
-        lambda: jax.vmap(functools.partial(apply, variables))(*batch))
+        lambda: vmap(functools.partial(apply, variables))(*batch))
   return outcomes
 
 
