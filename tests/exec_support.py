@@ -86,9 +86,9 @@ def outcome_of(fn: Callable[[], Any]) -> Outcome:
 
 def _leaf_summary(leaf: Any) -> tuple[Any, ...]:
   if isinstance(leaf, jax.Array):
-    return ('jax.Array', leaf.dtype, leaf.shape, leaf.weak_type)
+    return (type(leaf), leaf.dtype, leaf.shape, leaf.weak_type)
   if isinstance(leaf, np.ndarray):
-    return ('numpy.ndarray', leaf.dtype, leaf.shape)
+    return (type(leaf), leaf.dtype, leaf.shape)
   return (type(leaf),)
 
 

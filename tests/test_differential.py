@@ -3,7 +3,8 @@
 Every case in ``fixtures/exec/*.py`` (see the README there for the ``CASES``
 convention) is initialised and applied from the original module and from the
 module vjpify rewrote: ``init`` eagerly and under ``jax.jit``; ``apply``
-eagerly, under ``jax.jit`` and under ``jax.vmap``. The two runs must agree
+eagerly, under ``jax.jit``, under ``jax.vmap``, and differentiated with
+respect to the variables by an outer ``jax.grad``. The two runs must agree
 leaf for leaf, exactly, in values, dtypes, weak types, tree structure and
 container types, including aux values and mutated collections; a run that
 raises must raise the same exception type with the same message.
@@ -12,15 +13,20 @@ raises must raise the same exception type with the same message.
 from __future__ import annotations
 
 import functools
+import inspect
 import pathlib
 from collections.abc import Callable
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+from flax.core import FrozenDict
 
-from exec_support import Outcome, assert_same_outcome, load_pair, load_source, outcome_of
+from exec_support import Outcome, assert_same_outcome, assert_trees_identical, load_pair, load_source, outcome_of
+from vjpify.runtime import arguments
 
 EXEC_FIXTURES = pathlib.Path(__file__).resolve().parent.parent / 'fixtures' / 'exec'
 
@@ -48,6 +54,13 @@ def _default_batch(args: tuple) -> tuple:
   return jax.tree_util.tree_map(lambda a: jnp.stack([a, a * 2]), args)
 
 
+def _float_sum(tree: Any) -> jax.Array:
+  """A scalar that depends on every inexact leaf, for differentiating through apply."""
+  leaves = [leaf for leaf in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+  return sum((jnp.sum(jnp.real(leaf)).astype(jnp.float32) for leaf in leaves), jnp.float32(0))
+
+
 def _run(spec: dict[str, Any]) -> dict[str, Outcome]:
   """Every stage of one case, in order; apply stages use this copy's init."""
   module, args = spec['module'], spec['args']
@@ -70,6 +83,9 @@ def _run(spec: dict[str, Any]) -> dict[str, Outcome]:
   apply = lambda v, *a: module.apply(v, *a, method=method, **apply_kwargs)
   outcomes['apply'] = outcome_of(lambda: apply(variables, *args))
   outcomes['apply under jit'] = outcome_of(lambda: jax.jit(apply)(variables, *args))
+  # Gradient penalties and meta-learning differentiate through nn.grad.
+  outcomes['apply under grad'] = outcome_of(
+      lambda: jax.grad(lambda v: _float_sum(apply(v, *args)), allow_int=True)(variables))
   if batch is not None:
     outcomes['apply under vmap'] = outcome_of(
         lambda: vmap(functools.partial(apply, variables))(*batch))
@@ -96,3 +112,45 @@ def test_rewritten_behaves_like_original(stem: str, name: str) -> None:
   assert list(original) == list(rewritten)
   for stage in original:
     assert_same_outcome(original[stage], rewritten[stage], f'{stem}/{name} {stage}')
+
+
+def _differs(expected: Any, actual: Any) -> bool:
+  try:
+    assert_trees_identical(expected, actual)
+  except AssertionError:
+    return True
+  return False
+
+
+@pytest.mark.parametrize(('expected', 'actual'), [
+    pytest.param((jnp.ones(2),), [jnp.ones(2)], id='tuple_vs_list'),
+    pytest.param(FrozenDict(a=jnp.ones(2)), {'a': jnp.ones(2)}, id='frozendict_vs_dict'),
+    pytest.param(jnp.ones(2), jnp.ones(2, jnp.float16), id='dtype'),
+    pytest.param(jnp.float32(1.0), jnp.asarray(1.0), id='weak_type'),
+    pytest.param(jnp.ones(2), np.ones(2, np.float32), id='array_type'),
+    pytest.param(jnp.ones(2), jnp.ones(2).at[1].set(np.nextafter(np.float32(1), np.float32(2))), id='one_ulp'),
+    pytest.param(jnp.ones(2), jnp.ones((1, 2)), id='shape'),
+    pytest.param({'a': 1}, {'a': 1.0}, id='python_scalar_type'),
+])
+def test_comparison_tells_trees_apart(expected: Any, actual: Any) -> None:
+  assert not _differs(expected, expected)
+  assert _differs(expected, actual)
+
+
+def test_comparison_tells_errors_apart() -> None:
+  original = outcome_of(lambda: int('x'))
+  assert_same_outcome(original, outcome_of(lambda: int('x')))
+  with pytest.raises(AssertionError):
+    assert_same_outcome(original, outcome_of(lambda: int('y')))
+  with pytest.raises(AssertionError):
+    assert_same_outcome(original, Outcome(value=0))
+
+
+@pytest.mark.parametrize('transform', ['grad', 'value_and_grad'])
+def test_kwargs_check_has_flax_signature(transform: str) -> None:
+  # vjp_kwargs binds the mapping to stand-ins for flax's functions; they must
+  # take the same parameters, or its errors would no longer be flax's.
+  def parameters(fn):
+    return [(p.name, p.kind) for p in inspect.signature(fn).parameters.values()]
+
+  assert parameters(arguments.SIGNATURES[transform]) == parameters(getattr(nn, transform))
