@@ -35,7 +35,7 @@ def test_non_empty_literal_reduce_axes_is_reported(value: str) -> None:
   result = transform_source(_SITE.format(value), 'm.py')
   assert not result.changed
   (site,) = result.sites
-  assert 'non-empty reduce_axes, which flax rejects' in site.reason
+  assert 'non-empty reduce_axes, which recent flax rejects' in site.reason
 
 
 @pytest.mark.parametrize('value', ['axes', '[*axes]', 'set()', "f''", '() if x else ()'])

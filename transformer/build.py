@@ -41,6 +41,30 @@ def _separator(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizableWhit
   return cst.Comma(whitespace_after=cst.SimpleWhitespace(' '))
 
 
+def line_limit(code: str) -> int | None:
+  """The line length the file keeps to: the smallest usual limit that 99% of
+  its lines fit in, or None when it keeps to none."""
+  lengths = [len(line) for line in code.splitlines() if line.strip()]
+  for limit in (80, 88, 100, 120):
+    if sum(length <= limit for length in lengths) >= 0.99 * len(lengths):
+      return limit
+  return None
+
+
+def keywords_line_width(lowered: cst.Call, code_for: Callable[[cst.CSTNode], str], indent: int, rest: int) -> int:
+  """How long the line that ends with the new keywords is, when they are on
+  a continuation line: ``indent`` columns of block indentation before it,
+  and ``rest`` characters after the call if the call ends on it; 0 when
+  they are on the call's first line."""
+  lines = code_for(lowered).splitlines()
+  marker = code_for(_keyword(*VJP_KEYWORDS[-1]))
+  # The outermost call's keywords come after any nested site's.
+  index = max(i for i, line in enumerate(lines) if marker in line)
+  if index == 0:
+    return 0
+  return indent + len(lines[index]) + (rest if index == len(lines) - 1 else 0)
+
+
 def preferred_quote(module: cst.Module) -> str:
   """The quote character most of the file's one-line strings use."""
   counts = {"'": 0, '"': 0}
@@ -63,25 +87,39 @@ def _keyword(name: str, value: str) -> cst.Arg:
   )
 
 
+def hugs_arguments(call: cst.Call) -> bool:
+  """Whether the arguments start on a line of their own and share lines
+  (``f(\n    a, b, c\n)``), so that new keywords could go on a line of their
+  own at the arguments' indentation."""
+  return (isinstance(call.whitespace_before_args, cst.ParenthesizedWhitespace)
+          and not isinstance(_separator(call.args, call.whitespace_before_args).whitespace_after,
+                             cst.ParenthesizedWhitespace))
+
+
 def append_keywords(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizableWhitespace,
-                    extra: Sequence[cst.Arg]) -> tuple[cst.Arg, ...]:
+                    extra: Sequence[cst.Arg], own_line: bool = False) -> tuple[cst.Arg, ...]:
   """``args`` followed by ``extra``, laid out the way ``args`` are.
 
-  ``before_args`` is the whitespace after the call's opening bracket.
+  ``before_args`` is the whitespace after the call's opening bracket. With
+  ``own_line``, ``extra`` starts a new line at the first argument's
+  indentation, for arguments that share lines but would grow too long.
   """
   if not args:
     comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(' '))
     return tuple(arg.with_changes(comma=comma) for arg in extra[:-1]) + (extra[-1],)
   separator = _separator(args, before_args)
+  lead = separator
+  if own_line and isinstance(before_args, cst.ParenthesizedWhitespace):
+    lead = separator.with_changes(whitespace_after=without_comments(before_args))
   *head, last = args
   trailing = _trailing(last)
-  after_last, closing = split_after_last(trailing, separator.whitespace_after)
+  after_last, closing = split_after_last(trailing, lead.whitespace_after)
   if isinstance(last.comma, cst.Comma):
     new_last = last.with_changes(comma=last.comma.with_changes(whitespace_after=after_last))
     final_comma = last.comma.with_changes(whitespace_after=closing)
     final_space = _NO_SPACE
   else:
-    new_last = last.with_changes(comma=separator.with_changes(whitespace_after=after_last), whitespace_after_arg=_NO_SPACE)
+    new_last = last.with_changes(comma=lead.with_changes(whitespace_after=after_last), whitespace_after_arg=_NO_SPACE)
     final_comma = cst.MaybeSentinel.DEFAULT
     final_space = closing
   middle = tuple(arg.with_changes(comma=separator) for arg in extra[:-1])
@@ -169,11 +207,13 @@ def lowered_call(
     extraction_helper: str,
     kwargs_helper: str,
     quote: str = "'",
+    own_line: bool = False,
 ) -> cst.Call:
   """The expression that replaces ``call``; evaluation order is unchanged.
 
   ``quote`` is the quote character for the string literal passed to the
-  keyword check.
+  keyword check; ``own_line`` puts the new keywords on a line of their own
+  (see :func:`append_keywords`).
   """
   args, before_args = drop_reduce_axes(call.args, call.whitespace_before_args)
   args = [
@@ -191,7 +231,7 @@ def lowered_call(
   vjp_call = call.with_changes(
       func=vjp_func,
       whitespace_before_args=before_args,
-      args=append_keywords(args, before_args, extra),
+      args=append_keywords(args, before_args, extra, own_line),
       lpar=(),
       rpar=(),
   )

@@ -16,7 +16,8 @@ from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
-from vjpify.transformer.build import continuation_lines, lowered_call, preferred_quote, shifted
+from vjpify.transformer.build import (
+    continuation_lines, hugs_arguments, keywords_line_width, line_limit, lowered_call, preferred_quote, shifted)
 from vjpify.transformer.diagnostics import REWRITTEN, SKIPPED, Site
 from vjpify.transformer.imports import ImportPlanner, OrderedAddImportsVisitor
 from vjpify.transformer.modules import ModuleClasses, module_classes
@@ -57,6 +58,8 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     self._module: cst.Module | None = None
     self._callees: set[cst.CSTNode] = set()
     self._quote: str | None = None
+    self._lines: list[str] = []
+    self._line_limit: int | None = None
     self._plans: dict[cst.Call, _Plan] = {}
     # Continuation lines to move right, because the text they line up with
     # on a rewritten call's first line moved; summed over nested sites.
@@ -64,6 +67,8 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
 
   def visit_Module(self, node: cst.Module) -> None:
     self._module = node
+    self._lines = node.code.splitlines()
+    self._line_limit = line_limit(node.code)
     collector = _ClassCollector()
     node.visit(collector)
     self._module_classes = module_classes(collector.classes, self._qualified_names, self._scope_of)
@@ -138,7 +143,21 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
       self._record(original_node, transform, SKIPPED, f'{spelled} {plan.problem}')
       return updated_node
     self._record(original_node, transform, REWRITTEN, f'{spelled} rewritten to explicit nn.vjp')
-    return lowered_call(updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper, plan.quote)
+    lowered = lowered_call(updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper, plan.quote)
+    if self._line_limit is not None and hugs_arguments(original_node):
+      if self._keywords_line_width(original_node, lowered) > self._line_limit:
+        lowered = lowered_call(updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper,
+                               plan.quote, own_line=True)
+    return lowered
+
+  def _keywords_line_width(self, original: cst.Call, lowered: cst.Call) -> int:
+    first_line = original.whitespace_before_args
+    indent = 0
+    if first_line.indent:
+      indent = self._range_of(original.args[0]).start.column - len(first_line.last_line.value)
+    end = self._range_of(original).end
+    rest = len(self._lines[end.line - 1]) - end.column
+    return keywords_line_width(lowered, self._module.code_for_node, indent, rest)
 
   def leave_ParenthesizedWhitespace(self, original_node, updated_node):
     columns = self._shifts.get(original_node)

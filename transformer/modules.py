@@ -39,7 +39,8 @@ def _local_classes(base: cst.BaseExpression, scope_of: Callable[[cst.CSTNode], S
   scope = scope_of(base)
   if scope is None:
     return set()
-  return {a.node for a in scope[base.value] if isinstance(a.node, cst.ClassDef)}
+  # Builtins have no node; only a class statement in this file counts.
+  return {a.node for a in scope[base.value] if isinstance(getattr(a, 'node', None), cst.ClassDef)}
 
 
 def module_classes(

@@ -95,8 +95,8 @@ def argument_problem(call: cst.Call, transform: str, code_for: Callable[[cst.CST
       truth = _literal_truth(arg.value) if name == 'reduce_axes' else False
       if truth is not False:
         if truth:
-          return ('passes a non-empty reduce_axes, which flax rejects with '
-                  'NotImplementedError; left unchanged; remove reduce_axes')
+          return ('passes a non-empty reduce_axes, which recent flax rejects and '
+                  'older flax hands to JAX; left unchanged; remove reduce_axes')
         return (f'passes reduce_axes={code_for(arg.value)}, which vjpify cannot '
                 'prove empty; left unchanged; pass reduce_axes=() or drop it')
   if 'reduce_axes' in keywords and any(arg.star == '**' for arg in call.args):
