@@ -17,8 +17,6 @@ from libcst.metadata import QualifiedName, Scope
 
 from vjpify.transformer.targets import MODULE_BASES
 
-# Bases that are known not to make a class a Module.
-_PLAIN_BASES = frozenset({'builtins.object', 'object'})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +41,11 @@ def _local_classes(base: cst.BaseExpression, scope_of: Callable[[cst.CSTNode], S
   return {a.node for a in scope[base.value] if isinstance(getattr(a, 'node', None), cst.ClassDef)}
 
 
+def _builtin(names: set[str]) -> bool:
+  # A builtin base (object, Exception, ...) never makes a class a Module.
+  return bool(names) and all(n.startswith('builtins.') for n in names)
+
+
 def module_classes(
     classes: Iterable[cst.ClassDef],
     qualified_names: Callable[[cst.CSTNode], Iterable[QualifiedName]],
@@ -61,7 +64,7 @@ def module_classes(
       local = _local_classes(arg.value, scope_of) if not arg.star else set()
       if not arg.star and names & MODULE_BASES:
         found.add(cls)
-      elif not local and not (names and names <= _PLAIN_BASES):
+      elif not local and not _builtin(names):
         untraced.setdefault(cls, arg.value)
       local_bases[cls].update(dict.fromkeys(local, arg.value))
   changed = True
