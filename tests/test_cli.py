@@ -262,7 +262,7 @@ def test_parallel_run_matches_serial_run(tmp_path):
   roots = []
   for jobs in ('1', '2'):
     root = tmp_path / f'jobs{jobs}'
-    for i in range(12):
+    for i in range(6):
       write(root / f'pkg{i % 3}' / f'm{i}.py', SOURCE if i % 4 else PLAIN)
     write(root / 'pkg0' / 'broken.py', 'import flax\ngrad(\n')
     result = vjpify(f'--jobs={jobs}', '.', cwd=root)

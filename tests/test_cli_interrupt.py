@@ -13,16 +13,20 @@ from cli_support import REWRITTEN, SOURCE, TIMEOUT_S, cli_env, write
 
 _FILES = 120
 
+# python -m vjpify.transformer, except that Ctrl-C raises KeyboardInterrupt
+# even when the test runner was started in the background, which makes
+# every child ignore SIGINT (a terminal's foreground job does not).
+_CTRL_C_AS_ON_A_TERMINAL = (
+    'import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); '
+    "runpy.run_module('vjpify.transformer', run_name='__main__')")
+
 
 def test_interrupt_leaves_every_file_old_or_new(tmp_path):
   for i in range(_FILES):
     write(tmp_path / f'pkg{i % 4}' / f'model{i:03}.py', SOURCE)
   process = subprocess.Popen(
-      [sys.executable, '-m', 'vjpify.transformer', '--jobs=2', '.'], cwd=tmp_path, env=cli_env(),
-      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-      # A test runner started in the background ignores SIGINT, and a child
-      # would inherit that; a terminal's foreground job does not.
-      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+      [sys.executable, '-c', _CTRL_C_AS_ON_A_TERMINAL, '--jobs=2', '.'], cwd=tmp_path, env=cli_env(),
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
   seen = []
   for line in process.stderr:
     seen.append(line)

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from vjpify.transformer.diagnostics import ERROR, SKIPPED
-from vjpify.transformer.files import STDIN
+from vjpify.transformer.files import STDIN, SourceProblem, write_atomically
 from vjpify.transformer.output import Console, color_wanted, progress_wanted, unified_diff
 from vjpify.transformer.paths import DEFAULT_EXCLUDES, PlanError, plan
 from vjpify.transformer.report import Summary
@@ -107,7 +107,6 @@ def _show(console: Console, args: argparse.Namespace, task, result, color: bool)
 
 
 def _write_report(path: str, summary: Summary) -> bool:
-  from vjpify.transformer.files import SourceProblem, write_atomically
   try:
     write_atomically(path, summary.as_json().encode('utf-8'))
   except SourceProblem as problem:
@@ -127,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
   summary = Summary()
   color = color_wanted(args.color, sys.stdout)
   with Console(len(tasks), progress_wanted(args.quiet, sys.stderr)) as console:
-    for task, result in run(tasks, jobs=args.jobs or default_jobs()):
+    for task, result in run(tasks, jobs=args.jobs or default_jobs(), fresh_workers=False):
       summary.add(result, task.python)
       _show(console, args, task, result, color)
       console.advance()

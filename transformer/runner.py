@@ -78,23 +78,37 @@ class _Done:
 
 
 class _Runner:
+  """Starts each task: reads and prefilters it here, and transforms it
+  here or, from the second file that needs it, in a pool of workers."""
 
-  def __init__(self, jobs: int):
+  def __init__(self, jobs: int, fresh_workers: bool):
     self._jobs = jobs
+    self._fresh_workers = fresh_workers
     self._candidates = 0
     self._pool = None
+
+  def _start_pool(self):
+    from concurrent.futures import ProcessPoolExecutor
+    context = None
+    if self._fresh_workers:
+      import multiprocessing
+      if 'forkserver' in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context('forkserver')
+        context.set_forkserver_preload(['vjpify.transformer.runner', 'vjpify.transformer.command'])
+      else:
+        context = multiprocessing.get_context('spawn')
+    return ProcessPoolExecutor(max_workers=self._jobs, mp_context=context, initializer=_ignore_interrupts)
 
   def _transform(self, path: str, data: bytes):
     self._candidates += 1
     # One file is not worth starting worker processes for.
-    if self._pool is None and self._jobs > 1 and self._candidates > 1:
-      from concurrent.futures import ProcessPoolExecutor
-      self._pool = ProcessPoolExecutor(max_workers=self._jobs, initializer=_ignore_interrupts)
-    if self._pool is not None:
+    if self._pool is not None or (self._jobs > 1 and self._candidates > 1):
       try:
-        # Submitting may fork workers; a Ctrl-C landing in a fork handler
-        # would be swallowed there, so it waits until the fork is done.
+        # Starting the pool or submitting may fork workers; a Ctrl-C landing
+        # in a fork handler would be swallowed there, so it waits until the
+        # fork is done.
         with interrupts_held():
+          self._pool = self._pool or self._start_pool()
           return self._pool.submit(transform_one, path, data)
       except RuntimeError:  # The pool broke (a worker was killed): go on without it.
         self._pool = None
@@ -105,11 +119,12 @@ class _Runner:
       return _Done(_failed(task.source, b'', Site(task.source, 1, 1, 'file', ERROR, task.problem)))
     if not task.python:
       return _Done(FileResult(task.source, b'', b''))
+    data = b''
     try:
       data = read_source(task.source)
       text, encoding = decode_source(data)
     except SourceProblem as problem:
-      return _Done(_failed(task.source, b'', file_error(task.source, problem).site))
+      return _Done(_failed(task.source, data, file_error(task.source, problem).site))
     if not could_contain_sites(text):
       return _Done(FileResult(task.source, data, data, (), encoding))
     return self._transform(task.source, data)
@@ -150,14 +165,22 @@ def _settle(task: Task, pending) -> FileResult:
   return _write(task, result)
 
 
-def run(tasks: Sequence[Task], *, jobs: int = 1) -> Iterator[tuple[Task, FileResult]]:
+def run(tasks: Sequence[Task], *, jobs: int = 1, fresh_workers: bool = True) -> Iterator[tuple[Task, FileResult]]:
   """Processes ``tasks`` and writes their results, yielding each as it is
   written, in the order of ``tasks``.
 
   Note that closing the iterator early (or an interrupt) cancels the files
   not yet started; those already written stay written.
+
+  Args:
+    tasks: from :func:`vjpify.transformer.paths.plan`.
+    jobs: worker processes.
+    fresh_workers: start workers from a fresh interpreter rather than by
+      forking this process, which is only safe while it runs no threads (a
+      process that uses JAX does); the command line, which never does, says
+      False to save the start-up.
   """
-  runner = _Runner(jobs)
+  runner = _Runner(jobs, fresh_workers)
   window: collections.deque = collections.deque()
   try:
     for task in tasks:
