@@ -146,8 +146,10 @@ def encode_source(text: str, encoding: str) -> bytes:
 
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
-  """Delays Ctrl-C until the block is done, where signals can be caught."""
-  if threading.current_thread() is not threading.main_thread():
+  """Delays Ctrl-C until the block is done, then delivers it to whatever
+  handled it before (where signals can be caught: the main thread)."""
+  if (threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
     yield
     return
   received: list[int] = []
@@ -157,7 +159,7 @@ def interrupts_held() -> Iterator[None]:
   finally:
     signal.signal(signal.SIGINT, previous)
     if received:
-      raise KeyboardInterrupt
+      signal.raise_signal(signal.SIGINT)
 
 
 def _default_mode() -> int:
