@@ -21,7 +21,7 @@ import libcst as cst
 from libcst.metadata import CodeRange
 
 from vjpify.transformer.targets import VJP_KEYWORDS
-from vjpify.transformer.whitespace import merge, split_after_last, without_comments
+from vjpify.transformer.whitespace import merge, split_after_last, without_comment_block, without_comments
 
 _NO_SPACE = cst.SimpleWhitespace('')
 
@@ -97,17 +97,19 @@ def hugs_arguments(call: cst.Call) -> bool:
 
 
 def append_keywords(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizableWhitespace,
-                    extra: Sequence[cst.Arg], own_line: bool = False) -> tuple[cst.Arg, ...]:
+                    extra: Sequence[cst.Arg], own_line: bool = False,
+                    separator: cst.Comma | None = None) -> tuple[cst.Arg, ...]:
   """``args`` followed by ``extra``, laid out the way ``args`` are.
 
-  ``before_args`` is the whitespace after the call's opening bracket. With
-  ``own_line``, ``extra`` starts a new line at the first argument's
+  ``before_args`` is the whitespace after the call's opening bracket;
+  ``separator`` the comma between arguments, read from ``args`` if not given.
+  With ``own_line``, ``extra`` starts a new line at the first argument's
   indentation, for arguments that share lines but would grow too long.
   """
   if not args:
     comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(' '))
     return tuple(arg.with_changes(comma=comma) for arg in extra[:-1]) + (extra[-1],)
-  separator = _separator(args, before_args)
+  separator = separator or _separator(args, before_args)
   lead = separator
   if own_line and isinstance(before_args, cst.ParenthesizedWhitespace):
     lead = separator.with_changes(whitespace_after=without_comments(before_args))
@@ -134,7 +136,8 @@ def _is_reduce_axes(arg: cst.Arg) -> bool:
 def drop_reduce_axes(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizableWhitespace,
                      ) -> tuple[list[cst.Arg], cst.BaseParenthesizableWhitespace]:
   """``args`` without ``reduce_axes``, and the new whitespace after the
-  opening bracket. A comment on the dropped argument's line goes with it."""
+  opening bracket. Comments on the dropped argument's line, and the comment
+  lines right above it, go with it."""
   kept = list(args)
   for index, arg in enumerate(args):
     if not _is_reduce_axes(arg):
@@ -144,16 +147,16 @@ def drop_reduce_axes(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizab
     if index == 0:
       # The next argument moves up to where the dropped one started.
       if isinstance(before_args, cst.ParenthesizedWhitespace):
-        before_args = merge(before_args, after)
+        before_args = merge(without_comment_block(before_args), after)
     elif index < len(args) - 1 or isinstance(arg.comma, cst.Comma):
       previous = kept[index - 1]
       kept[index - 1] = previous.with_changes(comma=previous.comma.with_changes(
-          whitespace_after=merge(previous.comma.whitespace_after, after)))
+          whitespace_after=merge(without_comment_block(previous.comma.whitespace_after), after)))
     else:
       previous = kept[index - 1]
       kept[index - 1] = previous.with_changes(
           comma=cst.MaybeSentinel.DEFAULT,
-          whitespace_after_arg=merge(previous.comma.whitespace_after, after))
+          whitespace_after_arg=merge(without_comment_block(previous.comma.whitespace_after), after))
     break
   return kept, before_args
 
@@ -231,7 +234,9 @@ def lowered_call(
   vjp_call = call.with_changes(
       func=vjp_func,
       whitespace_before_args=before_args,
-      args=append_keywords(args, before_args, extra, own_line),
+      # The layout is read before reduce_axes goes: the keywords take its place.
+      args=append_keywords(args, before_args, extra, own_line,
+                           _separator(call.args, call.whitespace_before_args)),
       lpar=(),
       rpar=(),
   )

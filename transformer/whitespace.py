@@ -42,3 +42,14 @@ def merge(before: cst.BaseParenthesizableWhitespace, after: cst.BaseParenthesiza
       return after.with_changes(first_line=before.first_line, empty_lines=(*before.empty_lines, *after.empty_lines))
     return after.with_changes(first_line=cst.TrailingWhitespace(newline=after.first_line.newline))
   return before if isinstance(before, cst.ParenthesizedWhitespace) else after
+
+
+def without_comment_block(whitespace: cst.BaseParenthesizableWhitespace) -> cst.BaseParenthesizableWhitespace:
+  """``whitespace`` without the comment lines that end it, which describe the
+  item that follows, for when that item is deleted."""
+  if not isinstance(whitespace, cst.ParenthesizedWhitespace):
+    return whitespace
+  lines = list(whitespace.empty_lines)
+  while lines and lines[-1].comment is not None:
+    lines.pop()
+  return whitespace.with_changes(empty_lines=lines)
