@@ -58,7 +58,9 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     self._module: cst.Module | None = None
     self._callees: set[cst.CSTNode] = set()
     self._quote: str | None = None
-    self._lines: list[str] = []
+    # The original lines and the line length the file keeps to, read when
+    # a call's layout first depends on them.
+    self._lines: list[str] | None = None
     self._line_limit: int | None = None
     self._plans: dict[cst.Call, _Plan] = {}
     # Continuation lines to move right, because the text they line up with
@@ -67,8 +69,6 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
 
   def visit_Module(self, node: cst.Module) -> None:
     self._module = node
-    self._lines = node.code.splitlines()
-    self._line_limit = line_limit(node.code)
     collector = _ClassCollector()
     node.visit(collector)
     self._module_classes = module_classes(collector.classes, self._qualified_names, self._scope_of)
@@ -144,20 +144,25 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
       return updated_node
     self._record(original_node, transform, REWRITTEN, f'{spelled} rewritten to explicit nn.vjp')
     lowered = lowered_call(updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper, plan.quote)
-    if self._line_limit is not None and hugs_arguments(original_node):
-      if self._keywords_line_width(original_node, lowered) > self._line_limit:
-        lowered = lowered_call(updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper,
-                               plan.quote, own_line=True)
+    if hugs_arguments(original_node) and self._too_long(original_node, lowered):
+      lowered = lowered_call(updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper,
+                             plan.quote, own_line=True)
     return lowered
 
-  def _keywords_line_width(self, original: cst.Call, lowered: cst.Call) -> int:
+  def _too_long(self, original: cst.Call, lowered: cst.Call) -> bool:
+    """Whether the line the new keywords end up on outgrows the file's limit."""
+    if self._lines is None:
+      self._lines = self._module.code.splitlines()
+      self._line_limit = line_limit(self._module.code)
+    if self._line_limit is None:
+      return False
     first_line = original.whitespace_before_args
     indent = 0
     if first_line.indent:
       indent = self._range_of(original.args[0]).start.column - len(first_line.last_line.value)
     end = self._range_of(original).end
     rest = len(self._lines[end.line - 1]) - end.column
-    return keywords_line_width(lowered, self._module.code_for_node, indent, rest)
+    return keywords_line_width(lowered, self._module.code_for_node, indent, rest) > self._line_limit
 
   def leave_ParenthesizedWhitespace(self, original_node, updated_node):
     columns = self._shifts.get(original_node)
