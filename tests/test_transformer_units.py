@@ -1,6 +1,7 @@
 """Table tests for decisions that are easier to enumerate than to give a
 fixture each: which reduce_axes values are dropped, which quote a new string
-may use inside an f-string, and where a merged import name goes."""
+may use inside an f-string, where a merged import name goes, which line
+length a file keeps to and how far a broken call's arguments are indented."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
 from vjpify.transformer import transform_source
+from vjpify.transformer.build import hanging_indent, line_limit
 from vjpify.transformer.imports import OrderedAddImportsVisitor
 from vjpify.transformer.sites import string_quote
 
@@ -83,3 +85,25 @@ def test_merged_import_name_goes_where_sorting_puts_it(before: str, after: str) 
   context = CodemodContext()
   AddImportsVisitor.add_needed_import(context, 'flax.linen', 'vjp')
   assert OrderedAddImportsVisitor(context).transform_module(cst.parse_module(before)).code == after
+
+
+@pytest.mark.parametrize(('lengths', 'expected'), [
+    pytest.param([10, 80], 80, id='all-within-80'),
+    pytest.param([10] * 99 + [85], 80, id='one-percent-over-is-noise'),
+    pytest.param([10] * 20 + [85], 88, id='black'),
+    pytest.param([10] * 20 + [99], 100, id='within-100'),
+    pytest.param([10] * 20 + [121], None, id='no-limit-kept'),
+])
+def test_line_limit(lengths: list[int], expected: int | None) -> None:
+  assert line_limit('\n'.join('x' * n for n in lengths)) == expected
+
+
+@pytest.mark.parametrize(('line', 'block_indent', 'in_header', 'expected'), [
+    pytest.param('    x = nn.grad(f, m, x)', '  ', False, '        ', id='four-in'),
+    pytest.param('    if nn.grad(f, m, x):', '  ', True, '        ', id='header-two-space-body'),
+    pytest.param('    if nn.grad(f, m, x):', '    ', True, '            ', id='header-clear-of-body'),
+    pytest.param('\t\tx = nn.grad(f, m, x)', '\t', False, '\t\t\t', id='tabs'),
+    pytest.param('\tif nn.grad(f, m, x):', '\t', True, '\t\t\t', id='tabs-header'),
+])
+def test_hanging_indent(line: str, block_indent: str, in_header: bool, expected: str) -> None:
+  assert hanging_indent(line, block_indent, in_header) == expected

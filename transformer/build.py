@@ -51,6 +51,17 @@ def line_limit(code: str) -> int | None:
   return None
 
 
+def hanging_indent(line: str, block_indent: str, in_header: bool) -> str:
+  """The indentation for arguments moved to a line of their own, below the
+  ``line`` the call is on: one step in (four columns, or a tab), two in a
+  statement header whose body would otherwise start at the same column."""
+  leading = line[:len(line) - len(line.lstrip())]
+  step = '\t' if '\t' in leading else '    '
+  if in_header and block_indent.expandtabs(4) == step.expandtabs(4):
+    step *= 2
+  return leading + step
+
+
 def keywords_line_width(lowered: cst.Call, code_for: Callable[[cst.CSTNode], str], indent: int, rest: int) -> int:
   """How long the line that ends with the new keywords is, when they are on
   a continuation line: ``indent`` columns of block indentation before it,
@@ -211,14 +222,18 @@ def lowered_call(
     kwargs_helper: str,
     quote: str = "'",
     own_line: bool = False,
+    hang: str | None = None,
 ) -> cst.Call:
   """The expression that replaces ``call``; evaluation order is unchanged.
 
   ``quote`` is the quote character for the string literal passed to the
   keyword check; ``own_line`` puts the new keywords on a line of their own
-  (see :func:`append_keywords`).
+  (see :func:`append_keywords`); ``hang``, the indentation to move the
+  arguments of a one-line call to, on a line after the opening bracket.
   """
   args, before_args = drop_reduce_axes(call.args, call.whitespace_before_args)
+  if hang is not None:
+    before_args = cst.ParenthesizedWhitespace(indent=False, last_line=cst.SimpleWhitespace(hang))
   args = [
       a.with_changes(value=cst.Call(
           func=cst.Name(kwargs_helper),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
+from collections.abc import Callable
 
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
@@ -17,7 +19,8 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
 from vjpify.transformer.build import (
-    continuation_lines, hugs_arguments, keywords_line_width, line_limit, lowered_call, preferred_quote, shifted)
+    continuation_lines, hanging_indent, hugs_arguments, keywords_line_width, line_limit, lowered_call, preferred_quote,
+    shifted)
 from vjpify.transformer.diagnostics import REWRITTEN, SKIPPED, Site
 from vjpify.transformer.imports import ImportPlanner, OrderedAddImportsVisitor
 from vjpify.transformer.modules import ModuleClasses, module_classes
@@ -62,6 +65,7 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     # a call's layout first depends on them.
     self._lines: list[str] | None = None
     self._line_limit: int | None = None
+    self._site_lines: collections.Counter[int] = collections.Counter()
     self._plans: dict[cst.Call, _Plan] = {}
     # Continuation lines to move right, because the text they line up with
     # on a rewritten call's first line moved; summed over nested sites.
@@ -69,12 +73,39 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
 
   def visit_Module(self, node: cst.Module) -> None:
     self._module = node
+    self._site_lines = self._lines_with_sites(node)
     collector = _ClassCollector()
     node.visit(collector)
     self._module_classes = module_classes(collector.classes, self._qualified_names, self._scope_of)
     scopes = {self._scope_of(n) for n in self.metadata[ScopeProvider]}
     scopes.discard(None)
     self._planner = ImportPlanner(self.context, self._scope_of(node), scopes)
+
+  def _in_statement_header(self, node: cst.CSTNode) -> bool:
+    """Whether ``node`` is in the header of an if, for, with, def (its
+    decorators and defaults), ..., rather than in a simple statement."""
+    while (node := self._parent_of(node)) is not None:
+      if isinstance(node, cst.BaseCompoundStatement):
+        return True
+      if isinstance(node, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
+        return False
+    return False
+
+  def _lines_with_sites(self, module: cst.Module) -> collections.Counter[int]:
+    """How many grad calls start on each line; a call that shares its line
+    keeps its layout, since the others move the line too."""
+    lines: collections.Counter[int] = collections.Counter()
+    command = self
+
+    class _Calls(cst.CSTVisitor):
+
+      def visit_Call(self, node: cst.Call) -> None:
+        where = command._range_of(node)
+        if where is not None and transform_of(node.func, command._qualified_names) is not None:
+          lines[where.start.line] += 1
+
+    module.visit(_Calls())
+    return lines
 
   def _instantiate_and_run(self, transform, tree: cst.Module) -> cst.Module:
     # LibCST merges a new name into an existing import at the front; put it
@@ -143,26 +174,38 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
       self._record(original_node, transform, SKIPPED, f'{spelled} {plan.problem}')
       return updated_node
     self._record(original_node, transform, REWRITTEN, f'{spelled} rewritten to explicit nn.vjp')
-    lowered = lowered_call(updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper, plan.quote)
-    if hugs_arguments(original_node) and self._too_long(original_node, lowered):
-      lowered = lowered_call(updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper,
-                             plan.quote, own_line=True)
-    return lowered
+    build = functools.partial(
+        lowered_call, updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper, plan.quote)
+    return self._laid_out(original_node, build)
 
-  def _too_long(self, original: cst.Call, lowered: cst.Call) -> bool:
-    """Whether the line the new keywords end up on outgrows the file's limit."""
+  def _laid_out(self, original: cst.Call, build: Callable[..., cst.Call]) -> cst.Call:
+    """The replacement, with its lines kept within the file's line length
+    where the layout leaves room: keywords after hugged arguments move to a
+    line of their own; a lone one-line call breaks after its bracket."""
+    lowered = build()
     if self._lines is None:
       self._lines = self._module.code.splitlines()
       self._line_limit = line_limit(self._module.code)
-    if self._line_limit is None:
-      return False
-    first_line = original.whitespace_before_args
-    indent = 0
-    if first_line.indent:
-      indent = self._range_of(original.args[0]).start.column - len(first_line.last_line.value)
-    end = self._range_of(original).end
-    rest = len(self._lines[end.line - 1]) - end.column
-    return keywords_line_width(lowered, self._module.code_for_node, indent, rest) > self._line_limit
+    limit = self._line_limit
+    where = self._range_of(original)
+    if limit is None or where is None:
+      return lowered
+    code_for = self._module.code_for_node
+    line = self._lines[where.end.line - 1]
+    rest = len(line) - where.end.column
+    if hugs_arguments(original):
+      first_line = original.whitespace_before_args
+      indent = 0
+      if first_line.indent:
+        indent = self._range_of(original.args[0]).start.column - len(first_line.last_line.value)
+      return build(own_line=True) if keywords_line_width(lowered, code_for, indent, rest) > limit else lowered
+    if (where.start.line != where.end.line or self._site_lines[where.start.line] > 1
+        or enclosing_fstrings(original, self._parent_of)
+        or where.start.column + len(code_for(lowered)) + rest <= limit):
+      return lowered
+    hang = hanging_indent(line, self._module.default_indent, self._in_statement_header(original))
+    lowered = build(hang=hang)
+    return build(hang=hang, own_line=True) if keywords_line_width(lowered, code_for, 0, rest) > limit else lowered
 
   def leave_ParenthesizedWhitespace(self, original_node, updated_node):
     columns = self._shifts.get(original_node)
