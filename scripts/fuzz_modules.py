@@ -1,0 +1,286 @@
+"""Differential fuzzing: random small Flax modules, run before and after the
+rewrite, must give the same results leaf for leaf.
+
+A drawn ``Spec`` is rendered to a file with one ``nn.grad`` or
+``nn.value_and_grad`` site: an outer Module differentiates a random layer
+stack (Dense, Conv, activations, Dropout, BatchNorm, LayerNorm, a parameter,
+sown intermediates, a counter variable, a custom rng stream) through a loss
+with or without aux, passing the ``variables`` / ``rngs`` filters drawn. The
+file and its rewrite are imported as separate modules, initialised and
+applied with the same keys, and the variables, outputs and mutated
+collections compared exactly; when the original raises, the rewrite must
+raise the same exception type with the same message.
+
+The bounded run lives in ``tests/test_fuzz_differential.py``; this script is
+the long run by hand. A failure prints the rendered source, ready to become a
+``fixtures/fuzz/<case>/`` regression case.
+
+Example::
+
+    python scripts/fuzz_modules.py --examples 500
+    python scripts/fuzz_modules.py --examples 50 --jit --seed 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import itertools
+import pathlib
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from hypothesis import strategies as st
+
+from vjpify.transformer import transform_source
+from vjpify.transformer.diagnostics import REWRITTEN
+
+# Layer lines of the differentiated stack; {n} is a feature count.
+LAYERS = {
+    'dense': 'x = nn.Dense({n})(x)',
+    'conv': 'x = nn.Conv({n}, kernel_size=(2,))(x)',
+    'relu': 'x = nn.relu(x)',
+    'tanh': 'x = jnp.tanh(x)',
+    'dropout': 'x = nn.Dropout(0.5, deterministic=False)(x)',
+    'batchnorm': 'x = nn.BatchNorm(use_running_average=False)(x)',
+    'layernorm': 'x = nn.LayerNorm()(x)',
+    'scale': "x = x * self.param('scale', nn.initializers.normal(), (x.shape[-1],))",
+    'sow': "self.sow('intermediates', 'h', x)",
+    'counter': ("count = self.variable('counter', 'n', lambda: jnp.zeros((), jnp.int32))\n"
+                '    count.value += 1'),
+    'noise': "x = x + 0.1 * jax.random.normal(self.make_rng('noise'), x.shape)",
+}
+
+LOSSES = {
+    'sum_squares': 'jnp.sum(out ** 2)',
+    'mean_tanh': 'jnp.mean(jnp.tanh(out))',
+    'first': 'out.reshape(-1)[0]',
+    'vector': 'out.sum(axis=-1)',  # not a scalar: both versions must raise
+}
+
+AUXES = {'out': 'out', 'dict': "{'h': out, 'k': 1.0}", 'tuple': '(out.shape, out * 2)'}
+
+# How the outer Module holds the differentiated module.
+HOLDERS = ('inline', 'setup', 'self', 'attribute')
+
+VARIABLE_FILTERS = ('True', "'params'", "('params', 'batch_stats', 'counter')", "['params', 'intermediates']")
+RNG_FILTERS = ('True', "'dropout'", "('dropout', 'noise')", 'False')
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """One random program: what to differentiate and how."""
+
+  layers: tuple[tuple[str, int], ...]
+  batch: int
+  features: int
+  transform: str
+  has_aux: str  # 'False', 'True' or an aux kind from AUXES
+  loss: str
+  holder: str
+  primals: int
+  variables: str | None
+  rngs: str | None
+  call_after: bool
+  mutable: tuple[str, ...]
+  jit: bool
+
+
+@st.composite
+def specs(draw, jit: bool = False) -> Spec:
+  layers = draw(st.lists(st.tuples(st.sampled_from(sorted(LAYERS)), st.integers(1, 3)), min_size=1, max_size=4))
+  return Spec(
+      layers=tuple(layers),
+      batch=draw(st.integers(1, 3)),
+      features=draw(st.integers(1, 3)),
+      transform=draw(st.sampled_from(('grad', 'value_and_grad'))),
+      has_aux=draw(st.sampled_from(('False', *AUXES))),
+      loss=draw(st.sampled_from(sorted(LOSSES))),
+      holder=draw(st.sampled_from(HOLDERS)),
+      primals=draw(st.integers(1, 2)),
+      variables=draw(st.none() | st.sampled_from(VARIABLE_FILTERS)),
+      rngs=draw(st.none() | st.sampled_from(RNG_FILTERS)),
+      call_after=draw(st.booleans()),
+      mutable=tuple(draw(st.lists(st.sampled_from(('batch_stats', 'intermediates', 'counter')), unique=True))),
+      jit=jit and draw(st.booleans()),
+  )
+
+
+def render(spec: Spec) -> str:
+  """The source of a file whose ``Outer`` module holds the one site."""
+  stack = '\n    '.join(LAYERS[kind].format(n=n) for kind, n in spec.layers)
+  params = 'x, y' if spec.primals == 2 else 'x'
+  mixed = '    x = x * y\n' if spec.primals == 2 else ''
+  value = LOSSES[spec.loss]
+  returned = f'{value}, {AUXES[spec.has_aux]}' if spec.has_aux in AUXES else value
+  keywords = []
+  if spec.has_aux != 'False':
+    keywords.append('has_aux=True')
+  if spec.variables:
+    keywords.append(f'variables={spec.variables}')
+  if spec.rngs:
+    keywords.append(f'rngs={spec.rngs}')
+  mdl = {'inline': 'stack', 'setup': 'self.stack', 'self': 'self', 'attribute': 'self.stack'}[spec.holder]
+  call_in_fn = 'mdl.stack' if spec.holder == 'self' else 'mdl'
+  site = f'nn.{spec.transform}(loss, {mdl}, {params}{"".join(", " + k for k in keywords)})'
+  if spec.holder == 'inline':
+    head = '  @nn.compact\n  def __call__(self, x, y):\n    stack = Stack()\n'
+  elif spec.holder == 'attribute':
+    head = '  stack: nn.Module\n\n  @nn.compact\n  def __call__(self, x, y):\n'
+  else:
+    head = '  def setup(self):\n    self.stack = Stack()\n\n  def __call__(self, x, y):\n'
+  after = f'    after = {mdl if spec.holder != "self" else "self.stack"}({params})\n' if spec.call_after else '    after = None\n'
+  return f'''import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+
+class Stack(nn.Module):
+
+  @nn.compact
+  def __call__(self, x, y=None):
+{mixed}    {stack}
+    return x
+
+
+class Outer(nn.Module):
+{head}
+    def loss(mdl, {params}):
+      out = {call_in_fn}({params})
+      return {returned}
+
+    result = {site}
+{after}    return result, after
+'''
+
+
+# --- Running a file ---------------------------------------------------------
+
+_counter = itertools.count()
+
+
+def load(code: str, directory: pathlib.Path) -> Any:
+  """Imports ``code`` as a fresh module, so Flax sees a real source file."""
+  name = f'vjpify_fuzz_{next(_counter)}'
+  path = directory / f'{name}.py'
+  path.write_text(code)
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  spec.loader.exec_module(module)
+  return module
+
+
+def outer_of(module: Any, spec: Spec) -> Any:
+  return module.Outer(stack=module.Stack()) if spec.holder == 'attribute' else module.Outer()
+
+
+def run(module: Any, spec: Spec) -> dict[str, Any]:
+  """What the program does: variables after init, output and mutations of
+  apply, or the exception each step raised."""
+  shape = (spec.batch, spec.features)
+  x = jax.random.normal(jax.random.key(1), shape)
+  y = jax.random.normal(jax.random.key(2), shape)
+  keys = {name: jax.random.key(seed) for seed, name in enumerate(('params', 'dropout', 'noise'), 10)}
+  outer = outer_of(module, spec)
+  init = jax.jit(outer.init) if spec.jit else outer.init
+  outcome: dict[str, Any] = {}
+  try:
+    variables = init(keys, x, y)
+  except Exception as error:  # The error itself is the behaviour compared.
+    return {'init': _error(error)}
+  outcome['init'] = variables
+  apply_keys = {name: jax.random.fold_in(key, 7) for name, key in keys.items() if name != 'params'}
+  apply = (lambda v, x, y: outer.apply(v, x, y, rngs=apply_keys, mutable=list(spec.mutable)))
+  try:
+    outcome['apply'] = (jax.jit(apply) if spec.jit else apply)(variables, x, y)
+  except Exception as error:
+    outcome['apply'] = _error(error)
+  return outcome
+
+
+# Known, reported difference: flax names the lifted scope after the transform
+# in error messages ("/value_and_grad(Stack_0)/..." for nn.grad and
+# nn.value_and_grad, "/vjp(Stack_0)/..." after the rewrite).
+_SCOPE_PATH_TRANSFORM = re.compile(r'(?<=/)(?:vjp|value_and_grad)\(')
+
+
+def _error(error: Exception) -> tuple[str, str]:
+  # Object addresses differ between the two modules; compare the message without them.
+  message = re.sub(r'0x[0-9a-f]+', '0x', str(error).split('\n')[0])
+  message = _SCOPE_PATH_TRANSFORM.sub('<transform>(', message)
+  return ('raised', f'{type(error).__name__}: {_normalise(message)}')
+
+
+def assert_same(original: Any, rewritten: Any, where: str = 'result') -> None:
+  """Same pytree structure and bit-identical leaves."""
+  leaves_a, tree_a = jax.tree_util.tree_flatten_with_path(original)
+  leaves_b, tree_b = jax.tree_util.tree_flatten_with_path(rewritten)
+  if tree_a != tree_b:
+    raise AssertionError(f'{where}: structures differ:\n{tree_a}\n{tree_b}')
+  for (path, a), (_, b) in zip(leaves_a, leaves_b):
+    label = where + jax.tree_util.keystr(path)
+    if isinstance(a, str) or isinstance(b, str):
+      if _normalise(a) != _normalise(b):
+        raise AssertionError(f'{label}: {a!r} != {b!r}')
+      continue
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=label, strict=True)
+
+
+def _normalise(text: Any) -> Any:
+  # Each run imports the file under a fresh module name.
+  return re.sub(r'vjpify_fuzz_\d+', 'module', text) if isinstance(text, str) else text
+
+
+def check(spec: Spec, directory: pathlib.Path) -> str:
+  """Runs ``spec`` before and after rewriting and compares; returns the source."""
+  code = render(spec)
+  result = transform_source(code, 'fuzz.py')
+  actions = [s.action for s in result.sites]
+  if actions != [REWRITTEN]:
+    raise AssertionError(f'expected one rewritten site, got {[s.format() for s in result.sites]}\n{code}')
+  original, rewritten = load(code, directory), load(result.code, directory)
+  try:
+    assert_same(run(original, spec), run(rewritten, spec))
+  except AssertionError as error:
+    raise AssertionError(f'{error}\n--- input.py\n{code}--- expected.py\n{result.code}') from None
+  return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  from hypothesis import HealthCheck, given, settings
+
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--examples', type=int, default=200)
+  parser.add_argument('--jit', action='store_true', help='also run some programs under jax.jit')
+  parser.add_argument('--seed', type=int, default=None)
+  args = parser.parse_args(argv)
+  directory = pathlib.Path(tempfile.mkdtemp(prefix='vjpify-fuzz-'))
+  programs = []
+  start = time.perf_counter()
+
+  @settings(max_examples=args.examples, deadline=None, database=None, print_blob=True,
+            suppress_health_check=list(HealthCheck))
+  @given(specs(jit=args.jit))
+  def fuzz(spec: Spec) -> None:
+    programs.append(spec)
+    check(spec, directory)
+
+  if args.seed is not None:
+    fuzz = __import__('hypothesis').seed(args.seed)(fuzz)
+  try:
+    fuzz()
+  finally:
+    print(f'{len(programs)} programs run in {time.perf_counter() - start:.0f} s')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,388 @@
+"""Plants nn.grad / nn.value_and_grad sites into real Flax code and checks
+what the rewrite of each file must guarantee.
+
+The guarantees (``check_rewrite``), shared with the property tests:
+
+- the output compiles, and a second pass leaves it as it is;
+- outside the rewritten call sites, input and output are the same text,
+  except for import statements that bind vjpify's runtime helpers or flax's
+  vjp (added), grad imports that fell out of use (removed), and the blank
+  line LibCST's import adder puts after the import block;
+- inside a rewritten site, the user's arguments are kept verbatim, in order.
+
+The sweep copies every module of ``flax/linen`` and of flax's examples to a
+temporary tree, plants sites into every method of every class there (several
+spellings and expression contexts, chosen by a seeded generator) and checks
+each planted file.
+
+Example::
+
+    python scripts/inject_sites.py                 # flax/linen and the examples
+    python scripts/inject_sites.py --keep out/ a.py  # keep the planted files
+
+Exit status 1 when any file breaks a guarantee.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import importlib.util
+import pathlib
+import random
+import re
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+from libcst.codemod.visitors import AddImportsVisitor
+from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
+
+from vjpify.transformer import TransformResult, transform_source
+from vjpify.transformer.diagnostics import REWRITTEN
+from vjpify.transformer.targets import EXTRACTION_HELPER, GRAD_TRANSFORMS, RUNTIME_MODULE, VJP_KEYWORDS
+
+# Bindings the rewrite may add or remove, as (module, name) pairs.
+ADDABLE = frozenset({(RUNTIME_MODULE, h) for h in (*EXTRACTION_HELPER.values(), 'vjp_kwargs')} | {('flax.linen', 'vjp')})
+REMOVABLE = frozenset(tuple(name.rsplit('.', 1)) for name in GRAD_TRANSFORMS)
+HELPER_NAMES = frozenset(f'{RUNTIME_MODULE}.{h}' for h in EXTRACTION_HELPER.values())
+
+# Where LibCST starts a new line.
+_NEWLINE = re.compile(r'\r\n|\r|\n')
+
+
+class RewriteBroken(AssertionError):
+  """A rewrite broke one of the guarantees; the message says which and where."""
+
+
+# --- Locating sites --------------------------------------------------------
+
+def _line_starts(code: str) -> list[int]:
+  return [0] + [m.end() for m in _NEWLINE.finditer(code)]
+
+
+def _spans(wrapper: MetadataWrapper, calls: Iterable[cst.Call], starts: list[int]) -> list[tuple[int, int, cst.Call]]:
+  positions = wrapper.resolve(PositionProvider)
+  spans = []
+  for call in calls:
+    where = positions[call]
+    spans.append((starts[where.start.line - 1] + where.start.column, starts[where.end.line - 1] + where.end.column, call))
+  return sorted(spans, key=lambda s: (s[0], -s[1]))
+
+
+def _outermost(spans: list[tuple[int, int, cst.Call]]) -> list[tuple[int, int, cst.Call]]:
+  kept: list[tuple[int, int, cst.Call]] = []
+  for span in spans:
+    if not kept or span[0] >= kept[-1][1]:
+      kept.append(span)
+  return kept
+
+
+def _calls_where(wrapper: MetadataWrapper, wanted) -> list[cst.Call]:
+  class Finder(cst.CSTVisitor):
+    METADATA_DEPENDENCIES = (QualifiedNameProvider,)
+
+    def __init__(self) -> None:
+      super().__init__()
+      self.found: list[cst.Call] = []
+
+    def visit_Call(self, node: cst.Call) -> None:
+      if wanted(node, {q.name for q in self.get_metadata(QualifiedNameProvider, node.func, ())}):
+        self.found.append(node)
+
+  finder = Finder()
+  wrapper.visit(finder)
+  return finder.found
+
+
+def input_sites(code: str, result: TransformResult) -> list[tuple[int, int, cst.Call]]:
+  """Character spans of the calls ``result`` says were rewritten, outermost only."""
+  wrapper = MetadataWrapper(cst.parse_module(code))
+  positions = wrapper.resolve(PositionProvider)
+  rewritten = {(s.line, s.column - 1) for s in result.sites if s.action == REWRITTEN}
+
+  def wanted(call: cst.Call, names: set[str]) -> bool:
+    start = positions[call].start
+    return (start.line, start.column) in rewritten and bool(names & GRAD_TRANSFORMS.keys())
+
+  calls = _calls_where(wrapper, wanted)
+  found = {(positions[c].start.line, positions[c].start.column) for c in calls}
+  if found != rewritten:
+    raise RewriteBroken(f'sites reported at {sorted(rewritten - found)} are not grad calls in the input')
+  return _outermost(_spans(wrapper, calls, _line_starts(code)))
+
+
+def output_sites(code: str) -> list[tuple[int, int, cst.Call]]:
+  """Character spans of the runtime helper calls in ``code``, outermost only."""
+  wrapper = MetadataWrapper(cst.parse_module(code))
+  calls = _calls_where(wrapper, lambda call, names: bool(names & HELPER_NAMES))
+  return _outermost(_spans(wrapper, calls, _line_starts(code)))
+
+
+# --- Comparing what lies outside the sites ---------------------------------
+
+def _mask(code: str, spans: Sequence[tuple[int, int, cst.Call]]) -> str:
+  pieces, last = [], 0
+  for index, (start, end, _) in enumerate(spans):
+    pieces += [code[last:start], f'__vjpify_site_{index}__']
+    last = end
+  return ''.join(pieces) + code[last:]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unit:
+  """A line, or a whole import statement, compared as one piece of text."""
+
+  line: int
+  text: str
+  bindings: frozenset[tuple[str, str]] | None  # None: not an import
+
+  @property
+  def blank(self) -> bool:
+    return self.bindings is None and not self.text.strip()
+
+
+def _bindings(statement: cst.BaseSmallStatement) -> set[tuple[str, str]]:
+  if isinstance(statement, cst.Import):
+    return {(cst.helpers.get_full_name_for_node(a.name), a.evaluated_alias or '') for a in statement.names}
+  module = cst.helpers.get_full_name_for_node(statement.module) if statement.module else ''
+  if isinstance(statement.names, cst.ImportStar):
+    return {(module, '*')}
+  return {(module, a.evaluated_name) for a in statement.names}
+
+
+def _units(code: str) -> list[_Unit]:
+  """The lines of ``code``, with each import-only statement line as one unit."""
+  wrapper = MetadataWrapper(cst.parse_module(code))
+  positions = wrapper.resolve(PositionProvider)
+  imports: dict[int, tuple[int, frozenset]] = {}
+
+  class Finder(cst.CSTVisitor):
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+      if all(isinstance(s, (cst.Import, cst.ImportFrom)) for s in node.body):
+        where = positions[node]
+        imports[where.start.line] = (where.end.line, frozenset().union(*map(_bindings, node.body)))
+
+  wrapper.module.visit(Finder())
+  lines = _NEWLINE.split(code)
+  units, number = [], 1
+  while number <= len(lines):
+    if number in imports:
+      end, bindings = imports[number]
+      units.append(_Unit(number, '\n'.join(lines[number - 1:end]), bindings))
+      number = end + 1
+    else:
+      units.append(_Unit(number, lines[number - 1], None))
+      number += 1
+  return units
+
+
+def _check_outside(before: str, after: str) -> None:
+  old, new = _units(before), _units(after)
+  matcher = difflib.SequenceMatcher(None, [u.text for u in old], [u.text for u in new], autojunk=False)
+  removed: set[tuple[str, str]] = set()
+  added: set[tuple[str, str]] = set()
+  for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    if tag == 'equal':
+      continue
+    gone, came = old[i1:i2], new[j1:j2]
+    where = f'input line {old[min(i1, len(old) - 1)].line}, output line {new[min(j1, len(new) - 1)].line}'
+    if any(u.bindings is None for u in gone) or any(u.bindings is None and not u.blank for u in came):
+      raise RewriteBroken(f'text outside the sites changed at {where}:\n'
+                          + ''.join(f'- {u.text}\n' for u in gone) + ''.join(f'+ {u.text}\n' for u in came))
+    if all(u.bindings is None for u in came + gone):
+      raise RewriteBroken(f'blank lines added away from any import at {where}')
+    removed |= set().union(*(u.bindings for u in gone)) - set().union(*(u.bindings or () for u in came))
+    added |= set().union(*(u.bindings or () for u in came)) - set().union(*(u.bindings for u in gone))
+  both = removed & added
+  if removed - both - REMOVABLE:
+    raise RewriteBroken(f'imports removed that are not grad imports: {sorted(removed - both - REMOVABLE)}')
+  if added - both - ADDABLE:
+    raise RewriteBroken(f'imports added that the rewrite does not need: {sorted(added - both - ADDABLE)}')
+
+
+# --- Comparing what lies inside the sites ----------------------------------
+
+def _argument_texts(call: cst.Call, code_for) -> list[tuple[str, str, str]]:
+  return [(a.star, a.keyword.value if a.keyword else '', code_for(a.value)) for a in call.args]
+
+
+def _check_inside(old_sites, new_sites, before: str, after: str) -> None:
+  old_code_for = cst.parse_module(before).code_for_node
+  extra = [('', name, value) for name, value in VJP_KEYWORDS]
+  for (start, end, old), (_, _, new) in zip(old_sites, new_sites):
+    if len(new.args) != 1 or not isinstance(new.args[0].value, cst.Call):
+      raise RewriteBroken(f'the rewrite of {before[start:end]!r} is not helper(vjp(...))')
+    expected = []
+    for star, keyword, value in _argument_texts(old, old_code_for):
+      if keyword == 'reduce_axes':
+        continue  # only an empty one is rewritten, and it is dropped
+      if star == '**':
+        value = None  # wrapped in the keyword helper; checked below
+      expected.append((star, keyword, value))
+    got = _argument_texts(new.args[0].value, old_code_for)
+    got = [(s, k, None if s == '**' else v) for s, k, v in got]
+    if got != expected + extra:
+      raise RewriteBroken(f'the arguments of {before[start:end]!r} changed: {got} != {expected + extra}')
+
+
+# --- The whole check -------------------------------------------------------
+
+def check_rewrite(code: str, path: str = '<planted>') -> TransformResult:
+  """Transforms ``code`` and checks every guarantee; raises RewriteBroken."""
+  result = transform_source(code, path)
+  compile(result.code, path, 'exec', dont_inherit=True)
+  again = transform_source(result.code, path)
+  if again.code != result.code:
+    raise RewriteBroken('a second pass changed the output again:\n' + _diff(result.code, again.code))
+  if not result.changed:
+    return result
+  old_sites, new_sites = input_sites(code, result), output_sites(result.code)
+  if len(old_sites) != len(new_sites):
+    raise RewriteBroken(f'{len(old_sites)} outermost sites rewritten but {len(new_sites)} helper calls in the output')
+  try:
+    _check_outside(_mask(code, old_sites), _mask(result.code, new_sites))
+    _check_inside(old_sites, new_sites, code, result.code)
+  except RewriteBroken as error:
+    raise RewriteBroken(f'{error}\n{_diff(code, result.code)}') from None
+  return result
+
+
+def _diff(before: str, after: str) -> str:
+  return ''.join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), 'input', 'output'))
+
+
+# --- Planting sites into real code -----------------------------------------
+
+# How the planted code names flax's grad: (module, name, alias) to import, or
+# (module, None, alias) for a module import, and the callee spelling for each
+# transform.
+SPELLINGS = (
+    (('flax.linen', None, 'planted_nn'), 'planted_nn.grad', 'planted_nn.value_and_grad'),
+    (('flax', None, None), 'flax.linen.grad', 'flax.linen.value_and_grad'),
+    (('flax.linen', 'grad', 'planted_grad'), 'planted_grad', None),
+    (('flax.linen', 'value_and_grad', 'planted_vg'), None, 'planted_vg'),
+    (('flax.linen.transforms', 'grad', None), 'grad', None),
+)
+
+# Statement templates; {call} is the planted call. Some wrap the method's
+# first statement's context, some stand alone.
+TEMPLATES = (
+    'planted = {call}',
+    'planted, *_ = {call}',
+    'print({call})',
+    'planted = [{call} for _ in range(1)]',
+    'planted = (lambda: {call})()',
+    'planted = {call} if True else None',
+)
+
+
+def _call_text(callee: str, mdl: str, primals: Sequence[str], rng: random.Random) -> str:
+  args = ['lambda mdl, *a: 0.0', mdl, *primals]
+  if rng.random() < 0.3:
+    args.append('has_aux=False')
+  if rng.random() < 0.2:
+    args.append('reduce_axes=()')
+  if rng.random() < 0.3:
+    # One argument per line, as formatters lay out long calls.
+    return callee + '(\n    ' + ',\n    '.join(args) + ',\n)'
+  return f'{callee}({", ".join(args)})'
+
+
+class Planter(cst.CSTTransformer):
+  """Puts one planted statement at the top of every method of every class."""
+
+  def __init__(self, context: CodemodContext, rng: random.Random):
+    self.context = context
+    self.rng = rng
+    self.planted = 0
+    self._classes = 0
+
+  def visit_ClassDef(self, node: cst.ClassDef) -> None:
+    self._classes += 1
+
+  def leave_ClassDef(self, original_node, updated_node):
+    self._classes -= 1
+    return updated_node
+
+  def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef):
+    if not self._classes or not isinstance(updated_node.body, cst.IndentedBlock):
+      return updated_node
+    params = [p.name.value for p in updated_node.params.params]
+    if not params:
+      return updated_node
+    (module, name, alias), grad, value_and_grad = self.rng.choice(SPELLINGS)
+    callee = self.rng.choice([c for c in (grad, value_and_grad) if c])
+    call = _call_text(callee, params[0], params[1:3], self.rng)
+    statement = cst.parse_statement(self.rng.choice(TEMPLATES).format(call=call) + '\n')
+    if name is None:
+      AddImportsVisitor.add_needed_import(self.context, module, asname=alias)
+    else:
+      AddImportsVisitor.add_needed_import(self.context, module, name, alias)
+    body = list(updated_node.body.body)
+    docstring = bool(body) and isinstance(body[0], cst.SimpleStatementLine) and isinstance(body[0].body[0], cst.Expr) \
+        and isinstance(body[0].body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    body.insert(1 if docstring else 0, statement)
+    self.planted += 1
+    return updated_node.with_changes(body=updated_node.body.with_changes(body=body))
+
+
+def plant_sites(code: str, seed: int) -> tuple[str, int]:
+  """``code`` with sites planted in its methods, and how many were planted."""
+  context = CodemodContext()
+  planter = Planter(context, random.Random(seed))
+  tree = cst.parse_module(code).visit(planter)
+  if planter.planted:
+    tree = AddImportsVisitor(context).transform_module(tree)
+  return tree.code, planter.planted
+
+
+# --- The sweep -------------------------------------------------------------
+
+def default_files() -> list[pathlib.Path]:
+  """flax's linen modules, and its examples when flax's source tree is at hand."""
+  spec = importlib.util.find_spec('flax')
+  (flax_dir,) = spec.submodule_search_locations
+  files = sorted((pathlib.Path(flax_dir) / 'linen').glob('*.py'))
+  for examples in (pathlib.Path(flax_dir).parent / 'examples', pathlib.Path('/tmp/flaxsdist/flax-0.12.8/examples')):
+    files += sorted(examples.rglob('*.py')) if examples.is_dir() else []
+  return files
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('files', nargs='*', type=pathlib.Path)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--keep', type=pathlib.Path, help='write the planted files here')
+  args = parser.parse_args(argv)
+  files = args.files or default_files()
+  out_dir = args.keep or pathlib.Path(tempfile.mkdtemp(prefix='vjpify-planted-'))
+  start = time.perf_counter()
+  totals = {'files': 0, 'planted': 0, 'rewritten': 0, 'skipped': 0, 'broken': 0}
+  for index, path in enumerate(files):
+    planted_code, count = plant_sites(path.read_text(), args.seed + index)
+    if not count:
+      continue
+    target = out_dir / f'{index:04d}_{path.name}'
+    target.write_text(planted_code)
+    totals['files'] += 1
+    totals['planted'] += count
+    try:
+      result = check_rewrite(planted_code, str(target))
+    except Exception:  # Any failure is the finding: show it and go on.
+      totals['broken'] += 1
+      print(f'{target} (planted from {path}):\n{traceback.format_exc()}')
+      continue
+    totals['rewritten'] += sum(s.action == REWRITTEN for s in result.sites)
+    totals['skipped'] += sum(s.action != REWRITTEN for s in result.sites)
+  print(', '.join(f'{v} {k}' for k, v in totals.items()) + f' in {time.perf_counter() - start:.1f} s; files in {out_dir}')
+  return int(totals['broken'] > 0)
+
+
+if __name__ == '__main__':
+  sys.exit(main())
