@@ -3,8 +3,9 @@
 Every case in ``fixtures/exec/*.py`` (see the README there for the ``CASES``
 convention) is initialised and applied from the original module and from the
 module vjpify rewrote: ``init`` eagerly and under ``jax.jit``; ``apply``
-eagerly, under ``jax.jit``, under ``jax.vmap``, and differentiated with
-respect to the variables by an outer ``jax.grad``. The two runs must agree
+eagerly, under ``jax.jit``, under ``jax.vmap``, differentiated with respect
+to the variables by an outer ``jax.grad``, and under a method interceptor
+that records every Module method call (path, class, method) in order. The two runs must agree
 leaf for leaf, exactly, in values, dtypes, weak types, tree structure and
 container types, including aux values and mutated collections; a run that
 raises must raise the same exception type with the same message.
@@ -61,6 +62,18 @@ def _float_sum(tree: Any) -> jax.Array:
   return sum((jnp.sum(jnp.real(leaf)).astype(jnp.float32) for leaf in leaves), jnp.float32(0))
 
 
+def _intercepted(apply: Callable[[], Any]) -> tuple[Any, list]:
+  """What ``apply`` returns, and every Module method call it made, in order."""
+  calls = []
+
+  def record(next_fun, args, kwargs, context):
+    calls.append((context.module.path, type(context.module).__name__, context.method_name))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    return apply(), calls
+
+
 def _run(spec: dict[str, Any]) -> dict[str, Outcome]:
   """Every stage of one case, in order; apply stages use this copy's init."""
   module, args = spec['module'], spec['args']
@@ -83,6 +96,7 @@ def _run(spec: dict[str, Any]) -> dict[str, Outcome]:
   apply = lambda v, *a: module.apply(v, *a, method=method, **apply_kwargs)
   outcomes['apply'] = outcome_of(lambda: apply(variables, *args))
   outcomes['apply under jit'] = outcome_of(lambda: jax.jit(apply)(variables, *args))
+  outcomes['apply intercepted'] = outcome_of(lambda: _intercepted(lambda: apply(variables, *args)))
   # Gradient penalties and meta-learning differentiate through nn.grad.
   outcomes['apply under grad'] = outcome_of(
       lambda: jax.grad(lambda v: _float_sum(apply(v, *args)), allow_int=True)(variables))
