@@ -80,6 +80,9 @@ def test_string_quote(fstrings: list[str], preferred: str, expected: str | None)
                  'from flax.linen import (Dense,\n                        Module,\n                        vjp)\n',
                  id='parenthesized-aligned'),
     pytest.param('import os\n', 'import os\nfrom flax.linen import vjp\n', id='new-import'),
+    pytest.param('"doc" "string"\nfrom __future__ import annotations\nx = 1\n',
+                 '"doc" "string"\nfrom __future__ import annotations\nfrom flax.linen import vjp\n\nx = 1\n',
+                 id='docstring-in-two-pieces-stays-first'),
 ])
 def test_merged_import_name_goes_where_sorting_puts_it(before: str, after: str) -> None:
   context = CodemodContext()

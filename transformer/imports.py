@@ -39,10 +39,22 @@ def _separator(node: cst.ImportFrom) -> cst.Comma:
   return cst.Comma(whitespace_after=cst.SimpleWhitespace(' '))
 
 
+def _is_docstring(statement: cst.CSTNode) -> bool:
+  return (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1
+          and isinstance(statement.body[0], cst.Expr)
+          and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString)))
+
+
+def _is_import(statement: cst.CSTNode) -> bool:
+  return (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1
+          and isinstance(statement.body[0], (cst.Import, cst.ImportFrom)))
+
+
 class OrderedAddImportsVisitor(AddImportsVisitor):
   """LibCST's AddImportsVisitor, except that a name merged into an existing
   ``from m import ...`` goes where sorting puts it (or last, when the names
-  are not sorted), with the import's own commas and line breaks."""
+  are not sorted), with the import's own commas and line breaks, and that a
+  docstring in several pieces stays first."""
 
   def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
     merged = super().leave_ImportFrom(original_node, updated_node)
@@ -69,6 +81,18 @@ class OrderedAddImportsVisitor(AddImportsVisitor):
         names[-1] = names[-1].with_changes(comma=separator)
         names.append(alias)
     return updated_node.with_changes(names=names)
+
+  def _split_module(self, orig_module: cst.Module, updated_module: cst.Module):
+    # LibCST only keeps new imports below a docstring written as one string;
+    # "a" "b" is a docstring too, and a __future__ import must stay first.
+    before, block, after = super()._split_module(orig_module, updated_module)
+    if before or not orig_module.body or not _is_docstring(orig_module.body[0]):
+      return before, block, after
+    body = list(updated_module.body)
+    end = 1
+    while end < len(body) and _is_import(orig_module.body[end]):
+      end += 1
+    return body[:1], body[1:end], body[end:]
 
 
 def _resolves_to(scope: Scope, name: str, targets: frozenset[str]) -> bool:
