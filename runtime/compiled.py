@@ -37,6 +37,7 @@ import threading
 import types
 from typing import Any, NamedTuple
 
+import flax
 import jax
 import numpy as np
 from flax.core import scope as scope_lib
@@ -47,6 +48,9 @@ __all__ = ['compiled']
 
 # Each entry holds a compiled program; old ones are dropped first.
 _MAX_ENTRIES = 256
+# flax settings that change what a trace computes: rng derivation, the types
+# that variables() returns, the names of adopted submodules.
+_FLAX_FLAGS = ('flax_fix_rng_separator', 'flax_return_frozendict', 'flax_preserve_adopted_names')
 
 # Keying: a hashable value that changes whenever the keyed object could make
 # a trace behave differently, or _Unkeyable.
@@ -389,6 +393,7 @@ def _entry_key(target: Any, module: module_lib.Module, counters: tuple) -> Any:
   state = module._state
   capture = module_lib._context.capture_stack
   return (
+      tuple(getattr(flax.config, name, None) for name in _FLAX_FLAGS),
       _key(target),
       _module_key(module, frozenset()),
       state.in_compact_method,
@@ -401,7 +406,7 @@ def _entry_key(target: Any, module: module_lib.Module, counters: tuple) -> Any:
       scope.debug_path,
       _filter_key(scope.mutable),
       _key(dict(scope.flags)),
-      tuple((name, tuple(cols)) for name, cols in scope.reservations.items()),
+      tuple((name, frozenset(cols)) for name, cols in scope.reservations.items()),
       counters,
       _key(capture[-1] if capture else None),
   )
@@ -476,9 +481,12 @@ def _unbound(fn: Any) -> types.FunctionType | None:
     return None
   # nn.vjp's own test, which reads through functools.wraps as Module methods
   # need; the signature is only built when the code cannot tell.
-  if fn.__code__.co_argcount >= 1 or len(inspect.signature(fn).parameters) >= 1:
+  if fn.__code__.co_argcount >= 1:
     return fn
-  return None
+  try:
+    return fn if inspect.signature(fn).parameters else None
+  except (TypeError, ValueError):
+    return None
 
 
 def compiled(fn: Any) -> Any:

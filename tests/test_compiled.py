@@ -192,6 +192,36 @@ def test_setup_modules_and_methods_match_nn_grad():
   assert (info.traces, info.fallbacks) == (2, 0)
 
 
+class Sowing(nn.Module):
+  """The module itself as the vjp target, sowing inside the differentiated function."""
+
+  form: str = ORIGINAL
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.Dense(6)(x)
+    (x_grad,) = grad(self.form, lambda mdl, x: mdl.energy(x), self, y)
+    return x_grad, self.energy(y)
+
+  @nn.compact
+  def energy(self, x):
+    h = jnp.tanh(nn.Dense(6, name='hidden')(x))
+    self.sow('intermediates', 'h', h)
+    return jnp.sum(h ** 2)
+
+
+def test_the_module_itself_as_target_with_sown_intermediates():
+  variables = Sowing().init(rngs(0), X)
+  for kwargs in ({'mutable': ['intermediates']}, {'capture_intermediates': True, 'mutable': True}):
+    for _ in range(2):
+      assert_same(
+          Sowing().apply(variables, X, **kwargs),
+          Sowing(form=COMPILED).apply(variables, X, **kwargs),
+      )
+  info = compiled.cache_info()
+  assert (info.traces, info.fallbacks) == (2, 0)
+
+
 class Closure(nn.Module):
   """Sites whose fn reads what the keying must see or refuse."""
 

@@ -1,0 +1,163 @@
+"""Runs every benchmark of the rewrite side by side and reports each goal as met or missed.
+
+Example::
+
+    python bench/run.py                  # all five, table into README.md
+    python bench/run.py --only runtime   # benchmarks 1 and 2
+    python bench/run.py --no-readme      # print the table only
+
+The table goes to standard output and, unless ``--no-readme``, replaces what
+README.md holds between ``<!-- bench:start -->`` and ``<!-- bench:end -->``
+(added under a ``## Benchmarks`` heading at the end when absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from importlib.metadata import version
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')
+START, END = '<!-- bench:start -->', '<!-- bench:end -->'
+
+
+def _met(ok: bool) -> str:
+  return 'met' if ok else '**missed**'
+
+
+def runtime_rows(rounds: int, jit_rounds: int, compile_rounds: int) -> list[tuple[str, ...]]:
+  import runtime_cases  # pylint: disable=import-outside-toplevel  (jax only when asked for)
+
+  eager, jitted = runtime_cases.run(rounds, jit_rounds, compile_rounds)
+  rows = []
+  for result in eager:
+    rows.append((
+        '1',
+        f'Eager `apply`, `{result.module}`: rewritten / original per call',
+        f'{result.ratio:.3f} ({result.rewritten_ms:.2f} / {result.original_ms:.2f} ms); '
+        f'compiled traces after warm-up: {result.compiled_traces}, uncompiled calls: {result.fallbacks}',
+        '≤ 0.25; 0 traces',
+        _met(result.ratio <= 0.25 and result.compiled_traces == 0),
+    ))
+  for result in jitted:
+    rows.append((
+        '2',
+        f'Under `jax.jit`, `{result.module}`: rewritten / original per step',
+        f'{result.step_ratio:.3f} ({result.step_rewritten_ms:.3f} / {result.step_original_ms:.3f} ms); '
+        f'retraces: {result.retraces}; HLO ops {result.hlo_ops_rewritten} / {result.hlo_ops_original}'
+        + ('; identical programs' if result.hlo_identical else ''),
+        '≤ 1.02; 0 retraces; ops ≤ original',
+        _met(result.step_ratio <= 1.02 and result.retraces == 0
+             and result.hlo_ops_rewritten <= result.hlo_ops_original),
+    ))
+    rows.append((
+        '2',
+        f'Under `jax.jit`, `{result.module}`: rewritten / original compile time',
+        f'{result.compile_ratio:.3f} ({result.compile_rewritten_s:.2f} / {result.compile_original_s:.2f} s)',
+        '≤ 1.10',
+        _met(result.compile_ratio <= 1.10),
+    ))
+  return rows
+
+
+def tool_rows(rounds: int, startup_rounds: int, reference_rounds: int) -> list[tuple[str, ...]]:
+  import tool_cases  # pylint: disable=import-outside-toplevel
+
+  result = tool_cases.run(rounds, startup_rounds, reference_rounds)
+  how = 'the `vjpify --check` CLI' if result.mode == 'CLI' else 'the Python API (no CLI yet)'
+  status = '' if result.tool_large_status in (0, 1) else f'; exit status {result.tool_large_status}'
+  return [
+      (
+          '3',
+          f'{how} on installed jax, flax, optax ({result.large_files} files, {result.large_mb:.1f} MB), 2 jobs',
+          f'{result.tool_large_s:.2f} s{status} (LibCST noop codemod, 2 jobs: {result.libcst_noop_s:.1f} s)',
+          '≤ 1 s',
+          _met(result.tool_large_s <= 1.0 and not status),
+      ),
+      (
+          '3',
+          f'{how}, 1 job, on a tree where every file has a site '
+          f'({result.site_files} files, {result.site_mb:.1f} MB): throughput / LibCST bare parse',
+          f'{result.throughput_ratio:.2f} ({result.tool_sites_mb_per_s:.2f} / {result.bare_parse_mb_per_s:.2f} MB/s)',
+          '≥ 0.80',
+          _met(result.throughput_ratio >= 0.80),
+      ),
+      (
+          '4',
+          f'Start-up of {how} on a tree with no sites / `python -c "import libcst"`',
+          f'{result.startup_ratio:.2f} ({result.startup_s * 1e3:.0f} / {result.import_libcst_s * 1e3:.0f} ms)',
+          '≤ 1.5',
+          _met(result.startup_ratio <= 1.5),
+      ),
+      (
+          '5',
+          f'Peak memory of {how} on the large tree (all processes)',
+          f'{result.peak_mb:.0f} MB',
+          '≤ 300 MB',
+          _met(result.peak_mb <= 300),
+      ),
+  ]
+
+
+def table(rows: list[tuple[str, ...]], args: argparse.Namespace) -> str:
+  versions = ', '.join(f'{name} {version(name)}' for name in ('jax', 'flax', 'libcst'))
+  lines = [
+      f'Measured {datetime.date.today()} on {os.cpu_count()} cores ({platform.machine()}, '
+      f'Python {platform.python_version()}, {versions}) by `python bench/run.py`. '
+      'Both sides of each ratio ran interleaved in the same run; each figure is a median: '
+      f'{args.rounds} calls per eager side, {args.jit_rounds} jitted steps, {args.compile_rounds} '
+      f'fresh compilations, {args.tool_rounds} tool runs per tree ({args.reference_rounds} of the '
+      f'LibCST codemod), {args.startup_rounds} start-ups.',
+      '',
+      '| # | Benchmark | Measured | Goal | Result |',
+      '| - | --------- | -------- | ---- | ------ |',
+  ]
+  lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def update_readme(text: str, path: str = README) -> None:
+  with open(path, encoding='utf-8') as f:
+    readme = f.read()
+  block = f'{START}\n{text}\n{END}'
+  if START in readme and END in readme:
+    before, rest = readme.split(START, 1)
+    after = rest.split(END, 1)[1]
+    readme = before + block + after
+  else:
+    readme = readme.rstrip('\n') + f'\n\n## Benchmarks\n\n{block}\n'
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write(readme)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--only', choices=('runtime', 'tool'), help='run one half only')
+  parser.add_argument('--rounds', type=int, default=15, help='interleaved rounds per eager timing')
+  parser.add_argument('--jit-rounds', type=int, default=300, help='interleaved rounds per jitted step timing')
+  parser.add_argument('--compile-rounds', type=int, default=5, help='fresh compilations per side')
+  parser.add_argument('--tool-rounds', type=int, default=3, help='runs of the tool per tree')
+  parser.add_argument('--startup-rounds', type=int, default=15, help='runs per start-up timing')
+  parser.add_argument('--reference-rounds', type=int, default=1,
+                      help="runs of LibCST's noop codemod on the large tree (slow)")
+  parser.add_argument('--no-readme', action='store_true', help='do not rewrite README.md')
+  args = parser.parse_args(argv)
+
+  rows = []
+  if args.only in (None, 'runtime'):
+    rows += runtime_rows(args.rounds, args.jit_rounds, args.compile_rounds)
+  if args.only in (None, 'tool'):
+    rows += tool_rows(args.tool_rounds, args.startup_rounds, args.reference_rounds)
+  text = table(rows, args)
+  print(text)
+  if not args.no_readme:
+    update_readme(text)
+  return 0 if all(row[-1] == 'met' for row in rows) else 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())
