@@ -101,7 +101,7 @@ def _calls_where(wrapper: MetadataWrapper, wanted) -> list[cst.Call]:
 
 
 def input_sites(code: str, result: TransformResult) -> list[tuple[int, int, cst.Call]]:
-  """Character spans of the calls ``result`` says were rewritten, outermost only."""
+  """Character spans of the calls ``result`` says were rewritten, nested ones too."""
   wrapper = MetadataWrapper(cst.parse_module(code))
   positions = wrapper.resolve(PositionProvider)
   rewritten = {(s.line, s.column - 1) for s in result.sites if s.action == REWRITTEN}
@@ -114,7 +114,7 @@ def input_sites(code: str, result: TransformResult) -> list[tuple[int, int, cst.
   found = {(positions[c].start.line, positions[c].start.column) for c in calls}
   if found != rewritten:
     raise RewriteBroken(f'sites reported at {sorted(rewritten - found)} are not grad calls in the input')
-  return _outermost(_spans(wrapper, calls, _line_starts(code)))
+  return _spans(wrapper, calls, _line_starts(code))
 
 
 def output_sites(code: str) -> list[tuple[int, int, cst.Call]]:
@@ -212,21 +212,30 @@ def _argument_texts(call: cst.Call, code_for) -> list[tuple[str, str, str]]:
   return [(a.star, a.keyword.value if a.keyword else '', code_for(a.value)) for a in call.args]
 
 
-def _check_inside(old_sites, new_sites, before: str, after: str) -> None:
+def _unwrapped_mapping(arg: cst.Arg) -> cst.Arg:
+  """``**helper('grad', options)`` as the ``**options`` it was written as."""
+  if arg.star == '**' and isinstance(arg.value, cst.Call) and arg.value.args:
+    return arg.with_changes(value=arg.value.args[-1].value)
+  return arg
+
+
+def _check_inside(old_sites, new_sites, nested, present, before: str) -> None:
   old_code_for = cst.parse_module(before).code_for_node
   extra = [('', name, value) for name, value in VJP_KEYWORDS]
   for (start, end, old), (_, _, new) in zip(old_sites, new_sites):
+    if any(start <= s and e <= end for s, e, _ in nested if (s, e) != (start, end)):
+      continue  # its arguments hold a rewritten site, so they changed
+    if (start, end) in present:
+      continue  # a helper call the input already had
     if len(new.args) != 1 or not isinstance(new.args[0].value, cst.Call):
       raise RewriteBroken(f'the rewrite of {before[start:end]!r} is not helper(vjp(...))')
     expected = []
     for star, keyword, value in _argument_texts(old, old_code_for):
       if keyword == 'reduce_axes':
         continue  # only an empty one is rewritten, and it is dropped
-      if star == '**':
-        value = None  # wrapped in the keyword helper; checked below
       expected.append((star, keyword, value))
-    got = _argument_texts(new.args[0].value, old_code_for)
-    got = [(s, k, None if s == '**' else v) for s, k, v in got]
+    vjp_call = new.args[0].value
+    got = _argument_texts(vjp_call.with_changes(args=[_unwrapped_mapping(a) for a in vjp_call.args]), old_code_for)
     if got != expected + extra:
       raise RewriteBroken(f'the arguments of {before[start:end]!r} changed: {got} != {expected + extra}')
 
@@ -242,12 +251,16 @@ def check_rewrite(code: str, path: str = '<planted>') -> TransformResult:
     raise RewriteBroken('a second pass changed the output again:\n' + _diff(result.code, again.code))
   if not result.changed:
     return result
-  old_sites, new_sites = input_sites(code, result), output_sites(result.code)
+  every_site = input_sites(code, result)
+  # Helper calls the input already had (a file rewritten before) stay as they are.
+  present = output_sites(code)
+  old_sites = _outermost(sorted(every_site + present, key=lambda s: (s[0], -s[1])))
+  new_sites = output_sites(result.code)
   if len(old_sites) != len(new_sites):
     raise RewriteBroken(f'{len(old_sites)} outermost sites rewritten but {len(new_sites)} helper calls in the output')
   try:
     _check_outside(_mask(code, old_sites), _mask(result.code, new_sites))
-    _check_inside(old_sites, new_sites, code, result.code)
+    _check_inside(old_sites, new_sites, every_site, {(s, e) for s, e, _ in present}, code)
   except RewriteBroken as error:
     raise RewriteBroken(f'{error}\n{_diff(code, result.code)}') from None
   return result

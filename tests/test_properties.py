@@ -60,11 +60,12 @@ CONTEXTS = {
     'default_argument': ('def inner(y, g={call}):\n{indent}  return g', True),
     'decorator': ('@print\n{indent}@(lambda f: {call})\n{indent}def inner():\n{indent}  pass', True),
     'class_body': ('class Inner:\n{indent}  out = {call}', False),
+    'backslash': ('out = \\\n{indent}    {call}', True),
 }
 
 FN = ('loss', 'lambda mdl, x: mdl(x).sum()', 'self.loss', 'type(self).loss')
 MDL = ('self.dense', 'self', 'dense', 'Dense(3)')
-PRIMALS = ('x', 'y', '2 * x', '(x, y)', '*xs', 'x[:, 0]')
+PRIMALS = ('x', 'y', '2 * x', '(x, y)', '*xs', 'x[:, 0]', 'ξ')
 KEYWORDS = ('has_aux=True', 'has_aux=False', 'has_aux=flag', 'reduce_axes=()', 'reduce_axes=[]',
             "variables='params'", 'rngs=True', "rngs=('dropout',)", '**options')
 
@@ -76,17 +77,20 @@ def _certain(args: list[str]) -> bool:
 
 
 @st.composite
-def site_calls(draw, callee: str) -> tuple[str, bool]:
-  """One call of ``callee`` with arguments and a layout drawn at random, and
-  whether a Module method must have it rewritten."""
+def site_calls(draw, callee: str, inner: str | None = None) -> tuple[str, bool, bool]:
+  """One call of ``callee`` with arguments and a layout drawn at random,
+  whether a Module method must have it rewritten, and whether ``inner`` (a
+  nested site) went in as its first primal."""
   fn, mdl = draw(st.sampled_from(FN)), draw(st.sampled_from(MDL))
   by_keyword = draw(st.booleans())
   args = [f'fn={fn}', f'mdl={mdl}'] if by_keyword else [fn, mdl]
+  nested = inner is not None and not by_keyword
   if not by_keyword:
+    args += [inner] if nested else []
     args += draw(st.lists(st.sampled_from(PRIMALS), max_size=3))
   args += draw(st.lists(st.sampled_from(KEYWORDS), max_size=2, unique_by=lambda k: k.split('=')[0]))
-  layout = draw(st.sampled_from(('flat', 'spaced', 'per_line', 'hanging', 'comments', 'trailing_comma')))
-  return _laid_out(callee, args, layout, draw(st.sampled_from(('', ' ')))), _certain(args)
+  layout = draw(st.sampled_from(('flat', 'spaced', 'per_line', 'hanging', 'comments', 'comment_lines', 'trailing_comma')))
+  return _laid_out(callee, args, layout, draw(st.sampled_from(('', ' ')))), _certain(args), nested
 
 
 def _laid_out(callee: str, args: list[str], layout: str, gap: str) -> str:
@@ -98,6 +102,8 @@ def _laid_out(callee: str, args: list[str], layout: str, gap: str) -> str:
     return f'{callee}({", ".join(args)},)'
   if layout == 'hanging':
     return f'{callee}({args[0]},\n{{pad}}' + f',\n{{pad}}'.join(args[1:]) + ')'
+  if layout == 'comment_lines':
+    return f'{callee}(\n{{pad}}  ' + ',\n{pad}  # a line of its own\n{pad}  '.join(args) + '\n{pad})'
   comment = '  # why' if layout == 'comments' else ''
   return f'{callee}(\n{{pad}}  ' + f',{comment}\n{{pad}}  '.join(args) + f',{comment}\n{{pad}})'
 
@@ -120,11 +126,14 @@ def module_sources(draw) -> tuple[str, list[tuple[str, bool | None]]]:
     kind = draw(st.sampled_from(('grad', 'value_and_grad')))
     callee = grad if kind == 'grad' else value_and_grad
     template, in_method = CONTEXTS[draw(st.sampled_from(sorted(CONTEXTS)))]
-    call, certain = draw(site_calls(callee))
+    inner = f'{grad}(loss, dense, x)' if draw(st.integers(0, 4)) == 0 else None
+    call, certain, nested = draw(site_calls(callee, inner))
     body = template.replace('{indent}', indent * 2).replace('{call}', call.replace('{pad}', indent * 2))
-    lines.append(f'{indent}def method_{number}(self, x, y, xs, flag, options):\n')
+    lines.append(f'{indent}def method_{number}(self, x, y, xs, flag, options, ξ=None):\n')
     lines.append(f'{indent * 2}dense = self.dense\n{indent * 2}{body}\n\n')
     expected.append((kind, in_method if certain or not in_method else None))
+    if nested:
+      expected.append(('grad', in_method))
   # A site outside any Module: in a plain class and in a module-level function.
   if draw(st.booleans()):
     call = draw(site_calls(grad))[0].replace('{pad}', '    ')
