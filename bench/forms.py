@@ -82,6 +82,8 @@ class Forms:
   original: types.ModuleType
   rewritten: types.ModuleType
   sites: int
+  # Whether compiled(...) was added here rather than by the transformer.
+  adapted: bool
 
 
 def load_forms(path: str) -> Forms:
@@ -101,4 +103,5 @@ def load_forms(path: str) -> Forms:
       original=load_source(code, f'_bench_original_{name}', path),
       rewritten=load_source(rewritten, f'_bench_rewritten_{name}', path),
       sites=len(result.sites),
+      adapted=wrapped > 0,
   )

@@ -60,6 +60,7 @@ class EagerResult:
   jax_traces: int
   compiled_traces: int
   fallbacks: int
+  adapted: bool
 
   @property
   def ratio(self) -> float:
@@ -135,6 +136,7 @@ def eager(forms: Forms, rounds: int) -> EagerResult:
       jax_traces=_traces.counts['rewritten'],
       compiled_traces=after.traces - before.traces,
       fallbacks=after.fallbacks - before.fallbacks,
+      adapted=forms.adapted,
   )
 
 
