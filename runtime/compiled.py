@@ -384,6 +384,8 @@ def _compilable_now(module: Any, primals: tuple, kwargs: dict) -> bool:
     return False
   if len(module_lib._global_interceptor_stack) or module_lib._context.call_info_stack:
     return False
+  if jax.config.jax_disable_jit:
+    return False
   leaves = jax.tree_util.tree_leaves((scope._variables, scope.rngs, primals))
   return all(_is_concrete(leaf) for leaf in leaves)
 
@@ -439,9 +441,10 @@ def _call_compiled(target: Any, method: Any, module: module_lib.Module, primals:
   scope = module.scope
   counters = _flat_counters(scope.rng_counters)
   try:
-    entry = _entry(_entry_key(target, module, counters))
-  except _Unkeyable:
+    key = _entry_key(target, module, counters)
+  except (_Unkeyable, RecursionError):  # RecursionError: a container holding itself
     return None
+  entry = _entry(key)
   if not entry.compilable:
     return None
   call = _Call(method, module, counters)

@@ -242,6 +242,10 @@ class Closure(nn.Module):
       fn = lambda mdl, x: SCALE * mdl(x).sum()
     elif self.case == 'value_branch':
       fn = lambda mdl, x: mdl(x).sum() if x.sum() > 0 else -mdl(x).sum()
+    elif self.case == 'cyclic':
+      box = [2.0]
+      box.append(box)
+      fn = lambda mdl, x: box[0] * mdl(x).sum()
     elif self.case == 'partial':
       fn = functools.partial(lambda k, mdl, x: k * mdl(x).sum(), 3.0)
     return grad(self.form, fn, stack, x)
@@ -255,6 +259,7 @@ class Closure(nn.Module):
         pytest.param('global', (4, 0), 4, id='reassigned-global-is-keyed'),
         pytest.param('array', (4, 4), 0, id='closure-over-array-runs-uncompiled'),
         pytest.param('self', (4, 4), 0, id='closure-over-bound-module-runs-uncompiled'),
+        pytest.param('cyclic', (4, 4), 0, id='closure-over-cyclic-list-runs-uncompiled'),
         # Tracing fails once; the entry is then known not to compile.
         pytest.param('value_branch', (4, 4), 1, id='python-branch-on-values-runs-uncompiled'),
         pytest.param('partial', (0, 0), 0, id='partial-is-not-wrapped'),
@@ -299,6 +304,14 @@ def test_under_vmap_runs_uncompiled():
   actual = jax.vmap(lambda x: StackSite(form=COMPILED).apply(variables, x))(batch)
   assert_same(expected, actual)
   assert compiled.cache_info().traces == 0
+
+
+def test_with_jit_disabled_runs_uncompiled():
+  variables = StackSite().init(rngs(0), X)
+  with jax.disable_jit():
+    assert_same(StackSite().apply(variables, X), StackSite(form=COMPILED).apply(variables, X))
+  info = compiled.cache_info()
+  assert info.traces == 0 and info.fallbacks == info.calls == 1
 
 
 def test_under_eager_jax_grad_compiles_and_matches():
