@@ -5,6 +5,12 @@
     grad_from_vjp(nn.vjp(fn, mdl, *primals, **options,
                          vjp_variables=False, multi_scope=True))
 
+A ``reduce_axes`` other than an empty literal is kept, and the call goes
+through the runtime helper that reduces the gradients over those axes::
+
+    grad_from_vjp(vjp_with_reduce_axes(nn.vjp, fn, mdl, *primals, reduce_axes=axes,
+                                       vjp_variables=False, multi_scope=True))
+
 The user's argument nodes are reused as they are, so expressions, comments and
 layout survive; only an empty ``reduce_axes`` is dropped and a ``**mapping``
 is routed through the runtime's keyword check. The new keywords follow the
@@ -214,6 +220,22 @@ def continuation_lines(call: cst.Call, range_of: Callable[[cst.CSTNode], CodeRan
   return found
 
 
+def _with_vjp_first(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizableWhitespace,
+                    separator: cst.Comma, vjp_func: cst.BaseExpression,
+                    ) -> tuple[tuple[cst.Arg, ...], cst.BaseParenthesizableWhitespace]:
+  """``args`` after ``vjp_func``, and the new whitespace after the opening
+  bracket: on a line of its own when each argument is, else on the first
+  argument's line; comment lines above the first argument stay above it."""
+  own_lines = isinstance(before_args, cst.ParenthesizedWhitespace)
+  if own_lines and isinstance(separator.whitespace_after, cst.ParenthesizedWhitespace):
+    kept = without_comment_block(before_args)
+    block = before_args.empty_lines[len(kept.empty_lines):]
+    lead = separator.with_changes(whitespace_after=separator.whitespace_after.with_changes(empty_lines=block))
+    return (cst.Arg(vjp_func, comma=lead), *args), kept
+  lead = separator if own_lines else cst.Comma(whitespace_after=cst.SimpleWhitespace(' '))
+  return (cst.Arg(vjp_func, comma=lead), *args), before_args
+
+
 def lowered_call(
     call: cst.Call,
     transform: str,
@@ -223,6 +245,7 @@ def lowered_call(
     quote: str = "'",
     own_line: bool = False,
     hang: str | None = None,
+    reduce_helper: str | None = None,
 ) -> cst.Call:
   """The expression that replaces ``call``; evaluation order is unchanged.
 
@@ -230,8 +253,14 @@ def lowered_call(
   keyword check; ``own_line`` puts the new keywords on a line of their own
   (see :func:`append_keywords`); ``hang``, the indentation to move the
   arguments of a one-line call to, on a line after the opening bracket.
+  With ``reduce_helper``, ``reduce_axes`` is kept and the call goes through
+  that helper, which takes ``vjp_func`` as its first argument; without it,
+  an empty ``reduce_axes`` is dropped.
   """
-  args, before_args = drop_reduce_axes(call.args, call.whitespace_before_args)
+  if reduce_helper is None:
+    args, before_args = drop_reduce_axes(call.args, call.whitespace_before_args)
+  else:
+    args, before_args = list(call.args), call.whitespace_before_args
   if hang is not None:
     before_args = cst.ParenthesizedWhitespace(indent=False, last_line=cst.SimpleWhitespace(hang))
   args = [
@@ -246,12 +275,17 @@ def lowered_call(
       for a in args
   ]
   extra = [_keyword(name, value) for name, value in VJP_KEYWORDS]
+  # The layout is read before reduce_axes goes: the keywords take its place.
+  separator = _separator(call.args, call.whitespace_before_args)
+  args = append_keywords(args, before_args, extra, own_line, separator)
+  func = vjp_func
+  if reduce_helper is not None:
+    args, before_args = _with_vjp_first(args, before_args, separator, vjp_func)
+    func = cst.Name(reduce_helper)
   vjp_call = call.with_changes(
-      func=vjp_func,
+      func=func,
       whitespace_before_args=before_args,
-      # The layout is read before reduce_axes goes: the keywords take its place.
-      args=append_keywords(args, before_args, extra, own_line,
-                           _separator(call.args, call.whitespace_before_args)),
+      args=args,
       lpar=(),
       rpar=(),
   )

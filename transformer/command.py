@@ -24,8 +24,9 @@ from vjpify.transformer.build import (
 from vjpify.transformer.diagnostics import REWRITTEN, SKIPPED, Site
 from vjpify.transformer.imports import ImportPlanner, OrderedAddImportsVisitor
 from vjpify.transformer.modules import ModuleClasses, module_classes
-from vjpify.transformer.sites import Verdict, enclosing_fstrings, site_problem, string_quote, transform_of
-from vjpify.transformer.targets import EXTRACTION_HELPER, KWARGS_HELPER
+from vjpify.transformer.sites import (
+    Verdict, enclosing_fstrings, keeps_reduce_axes, site_problem, string_quote, transform_of)
+from vjpify.transformer.targets import EXTRACTION_HELPER, KWARGS_HELPER, REDUCE_AXES_HELPER
 
 
 class _ClassCollector(cst.CSTVisitor):
@@ -46,6 +47,8 @@ class _Plan:
   helper: str = ''
   kwargs_helper: str = KWARGS_HELPER
   quote: str = "'"
+  # Set where reduce_axes is kept: the helper that reduces over its axes.
+  reduce_helper: str | None = None
 
 
 class LowerGradToVjp(VisitorBasedCodemodCommand):
@@ -151,8 +154,12 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     if any(a.star == '**' for a in node.args):
       plan = dataclasses.replace(
           plan, kwargs_helper=planner.runtime_helper(KWARGS_HELPER, site_scope), quote=self._string_quote(node))
+    if keeps_reduce_axes(node):
+      plan = dataclasses.replace(plan, reduce_helper=planner.runtime_helper(REDUCE_AXES_HELPER, site_scope))
     # How much further right the first argument now starts.
-    shift = len(helper) + 1 + len(code_for(vjp_func)) - len(code_for(node.func))
+    prefix = (f'{helper}({plan.reduce_helper}({code_for(vjp_func)}, ' if plan.reduce_helper
+              else f'{helper}({code_for(vjp_func)}(')
+    shift = len(prefix) - len(f'{code_for(node.func)}(')
     if shift > 0:
       self._shifts.update(dict.fromkeys(continuation_lines(node, self._range_of), shift))
     planner.release_grad_import(node.func, site_scope)
@@ -173,9 +180,14 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     if plan.problem:
       self._record(original_node, transform, SKIPPED, f'{spelled} {plan.problem}')
       return updated_node
-    self._record(original_node, transform, REWRITTEN, f'{spelled} rewritten to explicit nn.vjp')
+    reason = f'{spelled} rewritten to explicit nn.vjp'
+    if plan.reduce_helper:
+      reason += (f' through {REDUCE_AXES_HELPER}, which psums the gradients of primals broadcast over '
+                 'the reduce_axes as flax documents (recent flax raises NotImplementedError instead)')
+    self._record(original_node, transform, REWRITTEN, reason)
     build = functools.partial(
-        lowered_call, updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper, plan.quote)
+        lowered_call, updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper, plan.quote,
+        reduce_helper=plan.reduce_helper)
     return self._laid_out(original_node, build)
 
   def _laid_out(self, original: cst.Call, build: Callable[..., cst.Call]) -> cst.Call:

@@ -76,7 +76,14 @@ def _literal_truth(value: cst.BaseExpression) -> bool | None:
   return None
 
 
-def argument_problem(call: cst.Call, transform: str, code_for: Callable[[cst.CSTNode], str]) -> str | None:
+def keeps_reduce_axes(call: cst.Call) -> bool:
+  """Whether the rewrite passes ``reduce_axes`` on (to the runtime helper that
+  reduces the gradients), rather than dropping an empty literal one."""
+  return any(arg.keyword is not None and arg.keyword.value == 'reduce_axes'
+             and _literal_truth(arg.value) is not False for arg in call.args)
+
+
+def argument_problem(call: cst.Call, transform: str) -> str | None:
   """Why the arguments rule out an exact rewrite, or None."""
   positional = 0
   starred = False
@@ -88,22 +95,23 @@ def argument_problem(call: cst.Call, transform: str, code_for: Callable[[cst.CST
       positional += 1
     else:
       name = arg.keyword.value
+      if name in keywords:
+        # Python rejects the file; a rewrite that drops one would let it run.
+        return (f"passes keyword '{name}' twice, which Python rejects; "
+                'left unchanged; pass it once')
       keywords.add(name)
       if name not in GRAD_KEYWORDS:
         return (f"passes keyword '{name}', which {transform}() does not accept; "
                 'left unchanged; remove the keyword')
-      truth = _literal_truth(arg.value) if name == 'reduce_axes' else False
-      if truth is not False:
-        if truth:
-          return ('passes a non-empty reduce_axes, which recent flax rejects and '
-                  'older flax hands to JAX; left unchanged; remove reduce_axes')
-        return (f'passes reduce_axes={code_for(arg.value)}, which vjpify cannot '
-                'prove empty; left unchanged; pass reduce_axes=() or drop it')
   if 'reduce_axes' in keywords and any(arg.star == '**' for arg in call.args):
-    # The keyword is dropped and the runtime strips reduce_axes from the
-    # mapping, so a mapping that repeats it would no longer raise TypeError.
+    # A mapping that repeats reduce_axes makes the original raise TypeError.
+    # Dropped, an empty keyword would let nn.vjp take the mapping's; kept, the
+    # mapping's check runs first and raises flax's NotImplementedError.
+    if not keeps_reduce_axes(call):
+      return ('passes reduce_axes next to a **mapping that may repeat it; left unchanged; '
+              'drop the reduce_axes keyword, which changes nothing')
     return ('passes reduce_axes next to a **mapping that may repeat it; left unchanged; '
-            'drop the reduce_axes keyword, which changes nothing')
+            'pass the keywords in the mapping explicitly to have it rewritten')
   if not starred:
     for index, name in enumerate(('fn', 'mdl')):
       given_positionally = positional > index
@@ -177,7 +185,7 @@ def site_problem(
   if _in_self_documenting_field(call, parent_of):
     return ("is inside a self-documenting f-string field ({...=}), which prints the "
             'call as written; left unchanged; drop the = or compute the value outside the f-string')
-  problem = argument_problem(call, verdict.transform, code_for)
+  problem = argument_problem(call, verdict.transform)
   if problem:
     return problem
   if any(a.star == '**' for a in call.args) and string_quote(enclosing_fstrings(call, parent_of), "'") is None:

@@ -28,7 +28,9 @@ GRAD_KEYWORDS = frozenset({'fn', 'mdl', 'has_aux', 'reduce_axes', 'variables', '
 RUNTIME_MODULE = 'vjpify.runtime'
 EXTRACTION_HELPER = {'grad': 'grad_from_vjp', 'value_and_grad': 'value_and_grad_from_vjp'}
 KWARGS_HELPER = 'vjp_kwargs'
-RUNTIME_HELPERS = frozenset({*EXTRACTION_HELPER.values(), KWARGS_HELPER})
+# Called with flax's vjp first, at sites whose reduce_axes is kept.
+REDUCE_AXES_HELPER = 'vjp_with_reduce_axes'
+RUNTIME_HELPERS = frozenset({*EXTRACTION_HELPER.values(), KWARGS_HELPER, REDUCE_AXES_HELPER})
 
 # Keywords added to every emitted nn.vjp call: differentiate no variable (as
 # nn.grad does) and lift every scope that the module reaches (nn.grad lifts
