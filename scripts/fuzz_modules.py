@@ -70,6 +70,15 @@ AUXES = {'out': 'out', 'dict': "{'h': out, 'k': 1.0}", 'tuple': '(out.shape, out
 # How the outer Module holds the differentiated module.
 HOLDERS = ('inline', 'setup', 'self', 'attribute')
 
+# How the site passes its arguments: all positionally but the options, fn
+# and mdl by keyword (and so no primals), or the options as **mapping.
+CALL_STYLES = ('positional', 'keywords', 'mapping')
+# How the two inputs travel: as two primals or one pytree primal.
+PRIMAL_FORMS = ('one', 'two', 'tuple', 'dict')
+# A lifted transform around the code: none, nn.jit on the outer method, or
+# nn.remat around the differentiated module's class.
+LIFTS = ('none', 'jit_method', 'remat_stack')
+
 VARIABLE_FILTERS = ('True', "'params'", "('params', 'batch_stats', 'counter')", "['params', 'intermediates']")
 RNG_FILTERS = ('True', "'dropout'", "('dropout', 'noise')", 'False')
 
@@ -85,12 +94,14 @@ class Spec:
   has_aux: str  # 'False', 'True' or an aux kind from AUXES
   loss: str
   holder: str
-  primals: int
+  primals: str
   variables: str | None
   rngs: str | None
   call_after: bool
   mutable: tuple[str, ...]
   jit: bool
+  call_style: str = 'positional'
+  lift: str = 'none'
 
 
 @st.composite
@@ -104,39 +115,62 @@ def specs(draw, jit: bool = False) -> Spec:
       has_aux=draw(st.sampled_from(('False', *AUXES))),
       loss=draw(st.sampled_from(sorted(LOSSES))),
       holder=draw(st.sampled_from(HOLDERS)),
-      primals=draw(st.integers(1, 2)),
+      primals=draw(st.sampled_from(PRIMAL_FORMS)),
       variables=draw(st.none() | st.sampled_from(VARIABLE_FILTERS)),
       rngs=draw(st.none() | st.sampled_from(RNG_FILTERS)),
       call_after=draw(st.booleans()),
       mutable=tuple(draw(st.lists(st.sampled_from(('batch_stats', 'intermediates', 'counter')), unique=True))),
       jit=jit and draw(st.booleans()),
+      call_style=draw(st.sampled_from(CALL_STYLES)),
+      lift=draw(st.sampled_from(LIFTS)),
   )
 
 
 def render(spec: Spec) -> str:
   """The source of a file whose ``Outer`` module holds the one site."""
   stack = '\n    '.join(LAYERS[kind].format(n=n) for kind, n in spec.layers)
-  params = 'x, y' if spec.primals == 2 else 'x'
-  mixed = '    x = x * y\n' if spec.primals == 2 else ''
+  # What loss receives, how it unpacks it, and what the site passes.
+  params, unpack, primals = {
+      'one': ('x', '', 'x'),
+      'two': ('x, y', '', 'x, y'),
+      'tuple': ('xy', '      x, y = xy\n', '(x, y)'),
+      'dict': ('xy', "      x, y = xy['x'], xy['y']\n", "{'x': x, 'y': y}"),
+  }[spec.primals]
+  both = spec.primals != 'one'
   value = LOSSES[spec.loss]
   returned = f'{value}, {AUXES[spec.has_aux]}' if spec.has_aux in AUXES else value
   keywords = []
   if spec.has_aux != 'False':
-    keywords.append('has_aux=True')
+    keywords.append(('has_aux', 'True'))
   if spec.variables:
-    keywords.append(f'variables={spec.variables}')
+    keywords.append(('variables', spec.variables))
   if spec.rngs:
-    keywords.append(f'rngs={spec.rngs}')
+    keywords.append(('rngs', spec.rngs))
   mdl = {'inline': 'stack', 'setup': 'self.stack', 'self': 'self', 'attribute': 'self.stack'}[spec.holder]
   call_in_fn = 'mdl.stack' if spec.holder == 'self' else 'mdl'
-  site = f'nn.{spec.transform}(loss, {mdl}, {params}{"".join(", " + k for k in keywords)})'
-  if spec.holder == 'inline':
-    head = '  @nn.compact\n  def __call__(self, x, y):\n    stack = Stack()\n'
-  elif spec.holder == 'attribute':
-    head = '  stack: nn.Module\n\n  @nn.compact\n  def __call__(self, x, y):\n'
+  options = ''
+  if spec.call_style == 'keywords':
+    # fn and mdl by keyword leave no room for primals: loss reads the inputs
+    # from the enclosing method instead, and the gradients are ().
+    params, unpack = '', ''
+    args = f'fn=loss, mdl={mdl}' + ''.join(f', {k}={v}' for k, v in keywords)
+  elif spec.call_style == 'mapping':
+    options = '    options = {' + ', '.join(f"'{k}': {v}" for k, v in keywords) + '}\n'
+    args = f'loss, {mdl}, {primals}, **options'
   else:
-    head = '  def setup(self):\n    self.stack = Stack()\n\n  def __call__(self, x, y):\n'
-  after = f'    after = {mdl if spec.holder != "self" else "self.stack"}({params})\n' if spec.call_after else '    after = None\n'
+    args = f'loss, {mdl}, {primals}' + ''.join(f', {k}={v}' for k, v in keywords)
+  site = f'nn.{spec.transform}({args})'
+  stack_class = 'nn.remat(Stack)' if spec.lift == 'remat_stack' else 'Stack'
+  call_head = '  @nn.jit\n' if spec.lift == 'jit_method' else ''
+  if spec.holder == 'inline':
+    head = f'  @nn.compact\n{call_head}  def __call__(self, x, y):\n    stack = {stack_class}()\n'
+  elif spec.holder == 'attribute':
+    head = f'  stack: nn.Module\n\n  @nn.compact\n{call_head}  def __call__(self, x, y):\n'
+  else:
+    head = f'  def setup(self):\n    self.stack = {stack_class}()\n\n{call_head}  def __call__(self, x, y):\n'
+  inputs = 'x, y' if both else 'x'
+  after = (f'    after = {mdl if spec.holder != "self" else "self.stack"}({inputs})\n' if spec.call_after
+           else '    after = None\n')
   return f'''import jax
 import jax.numpy as jnp
 import flax.linen as nn
@@ -146,17 +180,17 @@ class Stack(nn.Module):
 
   @nn.compact
   def __call__(self, x, y=None):
-{mixed}    {stack}
+{'    x = x * y' + chr(10) if both else ''}    {stack}
     return x
 
 
 class Outer(nn.Module):
 {head}
-    def loss(mdl, {params}):
-      out = {call_in_fn}({params})
+    def loss(mdl{', ' + params if params else ''}):
+{unpack}      out = {call_in_fn}({inputs})
       return {returned}
 
-    result = {site}
+{options}    result = {site}
 {after}    return result, after
 '''
 
@@ -179,7 +213,10 @@ def load(code: str, directory: pathlib.Path) -> Any:
 
 
 def outer_of(module: Any, spec: Spec) -> Any:
-  return module.Outer(stack=module.Stack()) if spec.holder == 'attribute' else module.Outer()
+  if spec.holder != 'attribute':
+    return module.Outer()
+  stack_class = module.nn.remat(module.Stack) if spec.lift == 'remat_stack' else module.Stack
+  return module.Outer(stack=stack_class())
 
 
 def run(module: Any, spec: Spec) -> dict[str, Any]:
@@ -209,7 +246,7 @@ def run(module: Any, spec: Spec) -> dict[str, Any]:
 # Known, reported difference: flax names the lifted scope after the transform
 # in error messages ("/value_and_grad(Stack_0)/..." for nn.grad and
 # nn.value_and_grad, "/vjp(Stack_0)/..." after the rewrite).
-_SCOPE_PATH_TRANSFORM = re.compile(r'(?<=/)(?:vjp|value_and_grad)\(')
+_SCOPE_PATH_TRANSFORM = re.compile(r'(?<=[/(])(?:vjp|value_and_grad)\(')
 
 
 def _error(error: Exception) -> tuple[str, str]:
@@ -266,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   programs = []
   start = time.perf_counter()
 
-  @settings(max_examples=args.examples, deadline=None, database=None, print_blob=True,
+  @settings(max_examples=args.examples, deadline=None, print_blob=True,
             suppress_health_check=list(HealthCheck))
   @given(specs(jit=args.jit))
   def fuzz(spec: Spec) -> None:

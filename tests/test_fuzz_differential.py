@@ -30,14 +30,14 @@ def test_random_modules_behave_the_same_after_rewriting(tmp_path_factory, spec):
 
 
 BASE = Spec(layers=(('dense', 2),), batch=2, features=3, transform='grad', has_aux='False',
-            loss='sum_squares', holder='inline', primals=1, variables=None, rngs=None,
+            loss='sum_squares', holder='inline', primals='one', variables=None, rngs=None,
             call_after=False, mutable=(), jit=False)
 
 
 @pytest.mark.parametrize('spec', [
     pytest.param(BASE, id='dense'),
     pytest.param(dataclasses.replace(BASE, layers=(('dropout', 1), ('batchnorm', 1)), transform='value_and_grad', has_aux='dict',
-                               holder='attribute', primals=2, mutable=('batch_stats',)), id='dropout_batchnorm_aux'),
+                               holder='attribute', primals='two', mutable=('batch_stats',)), id='dropout_batchnorm_aux'),
     pytest.param(dataclasses.replace(BASE, layers=(('counter', 1), ('noise', 1)), holder='self', rngs="'dropout'"),
                  id='rng_filter_excludes_noise'),
     pytest.param(dataclasses.replace(BASE, loss='vector', holder='setup'), id='non_scalar_loss'),
