@@ -25,7 +25,12 @@ import dataclasses
 
 from vjpify.transformer.diagnostics import ERROR, Site
 from vjpify.transformer.files import SourceProblem, decode_source, encode_source, read_source, write_atomically
-from vjpify.transformer.targets import PREFILTER_WORDS
+from vjpify.transformer.prefilter import could_contain_sites, may_hold_sites
+
+__all__ = [
+    'FileResult', 'TransformError', 'TransformResult', 'could_contain_sites', 'file_error', 'may_hold_sites',
+    'transform_bytes', 'transform_file', 'transform_source',
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +86,6 @@ def file_error(path: str, problem: SourceProblem) -> TransformError:
   return TransformError(Site(path, problem.line, problem.column, 'file', ERROR, problem.reason))
 
 
-def could_contain_sites(code: str) -> bool:
-  """False when ``code`` cannot reference flax's grad, so parsing can be skipped."""
-  return all(word in code for word in PREFILTER_WORDS)
-
-
 def _syntax_error(code: str, path: str) -> SyntaxError | None:
   """The compiler's complaint about ``code``, or None if it compiles."""
   try:
@@ -131,7 +131,7 @@ def _parse_error(code: str, path: str, error) -> TransformError:
       'the file compiles, so please report this with the file'))
 
 
-def transform_source(code: str, path: str = '<string>') -> TransformResult:
+def transform_source(code: str, path: str = '<string>', *, prefilter: bool = True) -> TransformResult:
   """Rewrites every provably safe site in ``code``.
 
   Note that sites the pass cannot prove safe are left byte for byte as they
@@ -140,6 +140,8 @@ def transform_source(code: str, path: str = '<string>') -> TransformResult:
   Args:
     code: Python source text.
     path: shown in diagnostics.
+    prefilter: skip the full pass for files that cannot hold a site (see
+      ``vjpify.transformer.prefilter``); the result is the same either way.
 
   Returns:
     A :class:`TransformResult`.
@@ -147,7 +149,7 @@ def transform_source(code: str, path: str = '<string>') -> TransformResult:
   Raises:
     TransformError: ``code`` does not parse, or the rewrite does not compile.
   """
-  if not could_contain_sites(code):
+  if prefilter and not may_hold_sites(code):
     return TransformResult(code, (), code)
   import libcst as cst
   from libcst.codemod import CodemodContext

@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 
-from vjpify.transformer.api import FileResult, TransformError, could_contain_sites, file_error, transform_bytes
+from vjpify.transformer.api import FileResult, TransformError, file_error, may_hold_sites, transform_bytes
 from vjpify.transformer.diagnostics import ERROR, Site
 from vjpify.transformer.files import (
     STDIN, SourceProblem, copy_atomically, decode_source, ensure_folder, interrupts_held, read_source,
@@ -125,7 +125,9 @@ class _Runner:
       text, encoding = decode_source(data)
     except SourceProblem as problem:
       return _Done(_failed(task.source, data, file_error(task.source, problem).site))
-    if not could_contain_sites(text):
+    # Here rather than in a worker: it rules out nearly every file, and
+    # costs less than sending the file to a worker would.
+    if not may_hold_sites(text):
       return _Done(FileResult(task.source, data, data, (), encoding))
     return self._transform(task.source, data)
 
