@@ -116,6 +116,9 @@ def _mapping(value: Any, axis_name: Hashable) -> _Mapping:
 
 
 def _axis_names(reduce_axes: Any) -> tuple[Hashable, ...]:
+  # flax tests `if reduce_axes:`, so None, False or 0 mean no axis at all.
+  if not reduce_axes:
+    return ()
   # jax.vjp accepted a single name as well as a tuple of names.
   if isinstance(reduce_axes, str):
     return (reduce_axes,)

@@ -132,10 +132,8 @@ def test_mapped_over_another_axis_name_reduces_nothing(rewritten):
 @pytest.mark.parametrize('axes', [
     pytest.param((), id='empty-tuple'),
     pytest.param([], id='empty-list'),
-    pytest.param(None, id='none', marks=pytest.mark.xfail(
-        raises=TypeError, strict=True,
-        reason="vjp_with_reduce_axes iterates reduce_axes without testing its truth as flax's "
-               "'if reduce_axes:' does; TypeError: 'NoneType' object is not iterable")),
+    pytest.param(None, id='none'),
+    pytest.param(False, id='false'),
 ])
 def test_empty_non_literal_reduce_axes_reduces_nothing(rewritten, axes):
   model = rewritten.Model(axes=axes)
