@@ -242,3 +242,28 @@ def test_broken_sources_are_reported_not_crashed(code):
   with pytest.raises(TransformError) as raised:
     transform_source(code, 'broken.py')
   assert raised.value.site.format().startswith('broken.py:')
+
+
+# Valid Python nested deeper than LibCST's recursive visitors go. Python
+# compiles every one of these; the pass may report them, never crash.
+DEEP_BODIES = {
+    'elif_chain': 'def f(x):\n  if x == 0:\n    pass\n' + ''.join(f'  elif x == {i}:\n    pass\n' for i in range(1, 500)),
+    'adjacent_strings': 'y = ' + ' '.join(['"a"'] * 1000) + '\n',
+    'nested_calls': 'y = ' + 'f(' * 150 + 'x' + ')' * 150 + '\n',
+}
+DEEP_SITE = 'import flax.linen as nn\n\nclass M(nn.Module):\n  def __call__(self, x):\n    return nn.grad(lambda m, x: x, self, x)\n\n'
+
+
+@pytest.mark.parametrize('body', DEEP_BODIES.values(), ids=DEEP_BODIES.keys())
+def test_deeply_nested_sources_are_reported_not_crashed(body):
+  code = DEEP_SITE + body
+  compile(code, 'deep.py', 'exec', dont_inherit=True)
+  try:
+    result = transform_source(code, 'deep.py')
+  except TransformError as error:
+    assert error.site.path == 'deep.py'
+  except RecursionError:
+    # A thousand-frame traceback would take pytest minutes to render.
+    pytest.fail('RecursionError escaped transform_source; expected a TransformError', pytrace=False)
+  else:
+    assert result.code.endswith(body)
