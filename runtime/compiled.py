@@ -373,6 +373,8 @@ def _is_concrete(leaf: Any) -> bool:
   if isinstance(leaf, jax.core.Tracer):
     to_concrete = getattr(leaf, 'to_concrete_value', None)
     return to_concrete is not None and to_concrete() is not None
+  # Not numpy arrays: an unchanged numpy variable would come back from the
+  # compiled call as a jax.Array.
   return isinstance(leaf, jax.Array)
 
 
