@@ -29,14 +29,6 @@ from vjpify.transformer.sites import (
 from vjpify.transformer.targets import EXTRACTION_HELPER, KWARGS_HELPER, REDUCE_AXES_HELPER
 
 
-class _ClassCollector(cst.CSTVisitor):
-  def __init__(self) -> None:
-    self.classes: list[cst.ClassDef] = []
-
-  def visit_ClassDef(self, node: cst.ClassDef) -> None:
-    self.classes.append(node)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Plan:
   """What one site becomes; ``problem`` set when it stays as it is."""
@@ -76,10 +68,19 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
 
   def visit_Module(self, node: cst.Module) -> None:
     self._module = node
-    self._site_lines = self._lines_with_sites(node)
-    collector = _ClassCollector()
-    node.visit(collector)
-    self._module_classes = module_classes(collector.classes, self._qualified_names, self._scope_of)
+    # One walk over the nodes the metadata already holds, rather than
+    # visiting the tree again: a visit costs more than the rest of the pass.
+    classes = []
+    for each, where in self.metadata[PositionProvider].items():
+      if isinstance(each, cst.ClassDef):
+        classes.append((where.start.line, where.start.column, each))
+      elif isinstance(each, cst.Call) and transform_of(each.func, self._qualified_names) is not None:
+        # How many grad calls start on each line; a call that shares its
+        # line keeps its layout, since the others move the line too.
+        self._site_lines[where.start.line] += 1
+    # In source order, as a visit would find them.
+    classes.sort(key=lambda found: found[:2])
+    self._module_classes = module_classes([cls for *_, cls in classes], self._qualified_names, self._scope_of)
     scopes = {self._scope_of(n) for n in self.metadata[ScopeProvider]}
     scopes.discard(None)
     self._planner = ImportPlanner(self.context, self._scope_of(node), scopes)
@@ -93,22 +94,6 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
       if isinstance(node, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
         return False
     return False
-
-  def _lines_with_sites(self, module: cst.Module) -> collections.Counter[int]:
-    """How many grad calls start on each line; a call that shares its line
-    keeps its layout, since the others move the line too."""
-    lines: collections.Counter[int] = collections.Counter()
-    command = self
-
-    class _Calls(cst.CSTVisitor):
-
-      def visit_Call(self, node: cst.Call) -> None:
-        where = command._range_of(node)
-        if where is not None and transform_of(node.func, command._qualified_names) is not None:
-          lines[where.start.line] += 1
-
-    module.visit(_Calls())
-    return lines
 
   def _instantiate_and_run(self, transform, tree: cst.Module) -> cst.Module:
     # LibCST merges a new name into an existing import at the front; put it
@@ -196,8 +181,9 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     line of their own; a lone one-line call breaks after its bracket."""
     lowered = build()
     if self._lines is None:
-      self._lines = self._module.code.splitlines()
-      self._line_limit = line_limit(self._module.code)
+      code = self._module.code
+      self._lines = code.splitlines()
+      self._line_limit = line_limit(code)
     limit = self._line_limit
     where = self._range_of(original)
     if limit is None or where is None:

@@ -54,7 +54,28 @@ class OrderedAddImportsVisitor(AddImportsVisitor):
   """LibCST's AddImportsVisitor, except that a name merged into an existing
   ``from m import ...`` goes where sorting puts it (or last, when the names
   are not sorted), with the import's own commas and line breaks, and that a
-  docstring in several pieces stays first."""
+  docstring in several pieces stays first.
+
+  It also skips the parts of the file that cannot change: LibCST looks only
+  at the imports that open the file and merges names only into those, so
+  walking every function and class body is wasted time."""
+
+  def visit_Module(self, node: cst.Module) -> None:
+    # LibCST gathers the opening imports by visiting the whole module; the
+    # opening statements (and the one that ends them) are all it reads.
+    end = 1
+    while end < len(node.body) and _is_import(node.body[end]):
+      end += 1
+    super().visit_Module(node.with_changes(body=node.body[:end + 1]))
+
+  def visit_IndentedBlock(self, node: cst.IndentedBlock) -> bool:
+    return False
+
+  def visit_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> bool:
+    return False
+
+  def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+    return any(isinstance(statement, cst.ImportFrom) for statement in node.body)
 
   def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
     merged = super().leave_ImportFrom(original_node, updated_node)
