@@ -158,10 +158,17 @@ def transform_source(code: str, path: str = '<string>', *, prefilter: bool = Tru
 
   try:
     tree = cst.parse_module(code)
+    command = LowerGradToVjp(CodemodContext(filename=path))
+    new_code = command.transform_module(tree).code
   except cst.ParserSyntaxError as error:
     raise _parse_error(code, path, error) from None
-  command = LowerGradToVjp(CodemodContext(filename=path))
-  new_code = command.transform_module(tree).code
+  except RecursionError:
+    # LibCST's visitors recurse once per nesting level; Python compiles code
+    # nested deeper than that (long elif chains, thousands of adjacent strings).
+    raise TransformError(Site(
+        path, 1, 1, 'file', ERROR,
+        'nested too deeply for the pass (Python recursion limit reached); '
+        'file left unchanged; split the deepest expression or elif chain to have it rewritten')) from None
   sites = tuple(sorted(command.sites, key=lambda s: (s.line, s.column)))
   if new_code != code:
     error = _rewrite_error(new_code, code, path, sites)
