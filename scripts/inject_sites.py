@@ -6,9 +6,12 @@ The guarantees (``check_rewrite``), shared with the property tests:
 - the output compiles, and a second pass leaves it as it is;
 - outside the rewritten call sites, input and output are the same text,
   except for import statements that bind vjpify's runtime helpers or flax's
-  vjp (added), grad imports that fell out of use (removed), and the blank
-  line LibCST's import adder puts after the import block;
-- inside a rewritten site, the user's arguments are kept verbatim, in order.
+  vjp (added), grad imports that fell out of use (removed, with the blank
+  lines above them), and the blank line LibCST's import adder puts after the
+  import block;
+- inside a rewritten site, the user's arguments are kept verbatim, in order
+  (continuation lines may be re-indented), and every string literal keeps
+  its value.
 
 The sweep copies every module of ``flax/linen`` and of flax's examples to a
 temporary tree, plants sites into every method of every class there (several
@@ -26,6 +29,8 @@ Exit status 1 when any file breaks a guarantee.
 from __future__ import annotations
 
 import argparse
+import ast
+import collections
 import dataclasses
 import difflib
 import importlib.util
@@ -45,15 +50,16 @@ from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProv
 
 from vjpify.transformer import TransformResult, transform_source
 from vjpify.transformer.diagnostics import REWRITTEN
-from vjpify.transformer.targets import EXTRACTION_HELPER, GRAD_TRANSFORMS, RUNTIME_MODULE, VJP_KEYWORDS
+from vjpify.transformer.targets import EXTRACTION_HELPER, GRAD_TRANSFORMS, RUNTIME_HELPERS, RUNTIME_MODULE, VJP_KEYWORDS
 
 # Bindings the rewrite may add or remove, as (module, name) pairs.
-ADDABLE = frozenset({(RUNTIME_MODULE, h) for h in (*EXTRACTION_HELPER.values(), 'vjp_kwargs')} | {('flax.linen', 'vjp')})
+ADDABLE = frozenset({(RUNTIME_MODULE, h) for h in RUNTIME_HELPERS} | {('flax.linen', 'vjp')})
 REMOVABLE = frozenset(tuple(name.rsplit('.', 1)) for name in GRAD_TRANSFORMS)
 HELPER_NAMES = frozenset(f'{RUNTIME_MODULE}.{h}' for h in EXTRACTION_HELPER.values())
 
 # Where LibCST starts a new line.
 _NEWLINE = re.compile(r'\r\n|\r|\n')
+_INDENTATION = re.compile(r'(?:\r\n|\r|\n)[ \t]*')
 
 
 class RewriteBroken(AssertionError):
@@ -117,10 +123,19 @@ def input_sites(code: str, result: TransformResult) -> list[tuple[int, int, cst.
   return _spans(wrapper, calls, _line_starts(code))
 
 
-def output_sites(code: str) -> list[tuple[int, int, cst.Call]]:
-  """Character spans of the runtime helper calls in ``code``, outermost only."""
+def output_sites(code: str, unbound_too: bool = False) -> list[tuple[int, int, cst.Call]]:
+  """Character spans of the runtime helper calls in ``code``, outermost only;
+  with ``unbound_too``, also calls of a helper's name that nothing binds (the
+  helper import the rewrite adds will bind it)."""
   wrapper = MetadataWrapper(cst.parse_module(code))
-  calls = _calls_where(wrapper, lambda call, names: bool(names & HELPER_NAMES))
+  short = {name.rsplit('.', 1)[1] for name in HELPER_NAMES}
+
+  def wanted(call: cst.Call, names: set[str]) -> bool:
+    if names & HELPER_NAMES:
+      return True
+    return unbound_too and not names and isinstance(call.func, cst.Name) and call.func.value in short
+
+  calls = _calls_where(wrapper, wanted)
   return _outermost(_spans(wrapper, calls, _line_starts(code)))
 
 
@@ -192,11 +207,11 @@ def _check_outside(before: str, after: str) -> None:
       continue
     gone, came = old[i1:i2], new[j1:j2]
     where = f'input line {old[min(i1, len(old) - 1)].line}, output line {new[min(j1, len(new) - 1)].line}'
-    if any(u.bindings is None for u in gone) or any(u.bindings is None and not u.blank for u in came):
+    if any(u.bindings is None and not u.blank for u in gone + came):
       raise RewriteBroken(f'text outside the sites changed at {where}:\n'
                           + ''.join(f'- {u.text}\n' for u in gone) + ''.join(f'+ {u.text}\n' for u in came))
     if all(u.bindings is None for u in came + gone):
-      raise RewriteBroken(f'blank lines added away from any import at {where}')
+      raise RewriteBroken(f'blank lines added or removed away from any import at {where}')
     removed |= set().union(*(u.bindings for u in gone)) - set().union(*(u.bindings or () for u in came))
     added |= set().union(*(u.bindings or () for u in came)) - set().union(*(u.bindings for u in gone))
   both = removed & added
@@ -209,7 +224,9 @@ def _check_outside(before: str, after: str) -> None:
 # --- Comparing what lies inside the sites ----------------------------------
 
 def _argument_texts(call: cst.Call, code_for) -> list[tuple[str, str, str]]:
-  return [(a.star, a.keyword.value if a.keyword else '', code_for(a.value)) for a in call.args]
+  # Continuation lines may be re-indented to keep their visual alignment.
+  return [(a.star, a.keyword.value if a.keyword else '', _INDENTATION.sub('\n', code_for(a.value)))
+          for a in call.args]
 
 
 def _unwrapped_mapping(arg: cst.Arg) -> cst.Arg:
@@ -229,15 +246,32 @@ def _check_inside(old_sites, new_sites, nested, present, before: str) -> None:
       continue  # a helper call the input already had
     if len(new.args) != 1 or not isinstance(new.args[0].value, cst.Call):
       raise RewriteBroken(f'the rewrite of {before[start:end]!r} is not helper(vjp(...))')
-    expected = []
-    for star, keyword, value in _argument_texts(old, old_code_for):
-      if keyword == 'reduce_axes':
-        continue  # only an empty one is rewritten, and it is dropped
-      expected.append((star, keyword, value))
+    written = _argument_texts(old, old_code_for)
+    # An empty reduce_axes is dropped; a non-empty one is kept for a runtime
+    # helper that takes flax's vjp as its first argument.
+    allowed = [written + extra, [a for a in written if a[1] != 'reduce_axes'] + extra]
     vjp_call = new.args[0].value
     got = _argument_texts(vjp_call.with_changes(args=[_unwrapped_mapping(a) for a in vjp_call.args]), old_code_for)
-    if got != expected + extra:
-      raise RewriteBroken(f'the arguments of {before[start:end]!r} changed: {got} != {expected + extra}')
+    if got not in allowed and got[1:] not in allowed:
+      raise RewriteBroken(f'the arguments of {before[start:end]!r} changed: {got} is none of {allowed}')
+
+
+def _string_constants(code: str) -> collections.Counter:
+  return collections.Counter(
+      node.value for node in ast.walk(ast.parse(code))
+      if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)))
+
+
+def _check_strings(before: str, after: str) -> None:
+  """Every string literal survives with its value: re-indenting a site must
+  never reach into a multi-line string."""
+  old, new = _string_constants(before), _string_constants(after)
+  # The keyword check names its transform in a string of its own.
+  added = new - old
+  for name in EXTRACTION_HELPER:
+    added.pop(name, None)
+  if added or old - new:
+    raise RewriteBroken(f'string literals changed: lost {sorted(old - new)}, gained {sorted(added)}')
 
 
 # --- The whole check -------------------------------------------------------
@@ -253,7 +287,7 @@ def check_rewrite(code: str, path: str = '<planted>') -> TransformResult:
     return result
   every_site = input_sites(code, result)
   # Helper calls the input already had (a file rewritten before) stay as they are.
-  present = output_sites(code)
+  present = output_sites(code, unbound_too=True)
   old_sites = _outermost(sorted(every_site + present, key=lambda s: (s[0], -s[1])))
   new_sites = output_sites(result.code)
   if len(old_sites) != len(new_sites):
@@ -261,6 +295,7 @@ def check_rewrite(code: str, path: str = '<planted>') -> TransformResult:
   try:
     _check_outside(_mask(code, old_sites), _mask(result.code, new_sites))
     _check_inside(old_sites, new_sites, every_site, {(s, e) for s, e, _ in present}, code)
+    _check_strings(code, result.code)
   except RewriteBroken as error:
     raise RewriteBroken(f'{error}\n{_diff(code, result.code)}') from None
   return result

@@ -162,6 +162,16 @@ def transform_source(code: str, path: str = '<string>', *, prefilter: bool = Tru
     new_code = command.transform_module(tree).code
   except cst.ParserSyntaxError as error:
     raise _parse_error(code, path, error) from None
+  except cst.CSTValidationError as error:
+    # LibCST's tokenizer can accept what its node validation then rejects
+    # (a name with a code point this Python's Unicode tables do not know).
+    syntax_error = _syntax_error(code, path)
+    if syntax_error is not None:
+      raise _file_error_at(path, syntax_error, 'cannot parse') from None
+    raise TransformError(Site(
+        path, 1, 1, 'file', ERROR,
+        f'cannot parse: {error}; file left unchanged; '
+        'the file compiles, so please report this with the file')) from None
   except RecursionError:
     # LibCST's visitors recurse once per nesting level; Python compiles code
     # nested deeper than that (long elif chains, thousands of adjacent strings).
