@@ -212,8 +212,8 @@ def _check_outside(before: str, after: str) -> None:
                           + ''.join(f'- {u.text}\n' for u in gone) + ''.join(f'+ {u.text}\n' for u in came))
     if all(u.bindings is None for u in came + gone):
       raise RewriteBroken(f'blank lines added or removed away from any import at {where}')
-    removed |= set().union(*(u.bindings for u in gone)) - set().union(*(u.bindings or () for u in came))
-    added |= set().union(*(u.bindings or () for u in came)) - set().union(*(u.bindings for u in gone))
+    removed |= set().union(*(u.bindings or () for u in gone)) - set().union(*(u.bindings or () for u in came))
+    added |= set().union(*(u.bindings or () for u in came)) - set().union(*(u.bindings or () for u in gone))
   both = removed & added
   if removed - both - REMOVABLE:
     raise RewriteBroken(f'imports removed that are not grad imports: {sorted(removed - both - REMOVABLE)}')
