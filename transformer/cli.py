@@ -133,6 +133,9 @@ def _run(args: argparse.Namespace) -> int:
   report_written = args.report is None or _write_report(args.report, summary)
   if not args.quiet:
     print(summary.line(would=not writing), file=sys.stderr)
+    failed = summary.failed_line()
+    if failed:
+      print(failed, file=sys.stderr)
   if summary.errors or not report_written:
     return EXIT_ERROR
   if summary.files_changed and not (writing and args.exit_zero_even_if_changed):

@@ -1,5 +1,5 @@
-"""What a run adds up to: the closing summary line and the JSON report of
-every site (``--report FILE``).
+"""What a run adds up to: the closing summary line, the files that failed,
+and the JSON report of every site (``--report FILE``).
 
 The report is one object::
 
@@ -20,6 +20,11 @@ import json
 
 from vjpify.transformer.api import FileResult
 from vjpify.transformer.diagnostics import ERROR, REWRITTEN, SKIPPED, Site
+
+
+# Enough names to act on from a terminal; the error lines above, and the
+# report, have every one.
+_FAILED_SHOWN = 10
 
 
 def _count(n: int, noun: str) -> str:
@@ -52,6 +57,21 @@ class Summary:
     return (f'vjpify: {_count(self.files_scanned, "file")} scanned, {self.files_changed} {changed}, '
             f'{_count(self.sites_rewritten, "site")} {rewritten}, {self.sites_skipped} skipped, '
             f'{_count(self.errors, "error")}')
+
+  def failed_files(self) -> list[str]:
+    """The files with an error, each once, in the order they were processed."""
+    return list(dict.fromkeys(site.path for site in self.sites if site.action == ERROR))
+
+  def failed_line(self) -> str | None:
+    """Names the files with an error, if any: ``vjpify: 2 files failed: a.py, b.py``."""
+    failed = self.failed_files()
+    if not failed:
+      return None
+    shown = ', '.join(failed[:_FAILED_SHOWN])
+    more = len(failed) - _FAILED_SHOWN
+    if more > 0:
+      shown += f' and {more} more (listed in the errors above)'
+    return f'vjpify: {_count(len(failed), "file")} failed: {shown}'
 
   def as_json(self) -> str:
     totals = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'sites'}
