@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from vjpify.transformer import transform_source
@@ -60,6 +61,20 @@ def vjpify(*args: str, cwd: Path | str, stdin: bytes | None = None, env: dict[st
                                        process.stderr.decode('utf-8', 'replace'))
   return subprocess.CompletedProcess(process.args, process.returncode, process.stdout,
                                      process.stderr.decode('utf-8', 'replace'))
+
+
+_RUN_MAIN = '''
+import sys
+from vjpify.transformer.cli import main
+raise SystemExit(main(sys.argv[1:]))
+'''
+
+
+def patched(patch: str) -> tuple[str, ...]:
+  """A command that runs ``patch`` (Python code) and then the command line,
+  for faults that cannot be made for real; worker processes, forked from
+  it, inherit what it changed."""
+  return (sys.executable, '-c', textwrap.dedent(patch) + _RUN_MAIN)
 
 
 def console_script() -> str:

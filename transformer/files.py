@@ -51,24 +51,41 @@ def _position(data: bytes, offset: int) -> tuple[int, int]:
   return data.count(b'\n', 0, offset) + 1, offset - line_start + 1
 
 
-def _os_reason(error: OSError, verb: str, remedy: str) -> str:
+# Errors that no change to the file or its path can fix: the advice is
+# about the file system, whatever was being done.
+_FILE_SYSTEM_FULL = {
+    errno.ENOSPC: 'no space left on device',
+    errno.EDQUOT: 'disk quota exceeded',
+}
+_FREE_SPACE = 'free some space and run vjpify again'
+_READ_ONLY = 'read-only file system'
+_MAKE_WRITABLE = 'make the file system writable, or write elsewhere with --out-dir DIR'
+
+
+def _os_reason(error: OSError, verb: str, outcome: str, advice: str) -> str:
   if error.errno == errno.ENOENT:
     found = 'no such file or directory'
   elif error.errno == errno.ELOOP:
     found = 'a symbolic link loop'
   elif error.errno == errno.EISDIR:
     found = 'it is a directory'
-    remedy = 'skipped; add a trailing / to the path to process the files in it'
+    outcome, advice = 'skipped', 'add a trailing / to the path to process the files in it'
   elif error.errno in (errno.EACCES, errno.EPERM):
     found = 'permission denied'
+  elif error.errno in _FILE_SYSTEM_FULL:
+    found, advice = _FILE_SYSTEM_FULL[error.errno], _FREE_SPACE
+  elif error.errno == errno.EROFS:
+    found, advice = _READ_ONLY, _MAKE_WRITABLE
   else:
     found = error.strerror or type(error).__name__
-  return f'cannot {verb}: {found}; {remedy}'
+  return f'cannot {verb}: {found}; {outcome}; {advice}'
 
 
-def os_problem(error: OSError, verb: str = 'read the file', remedy: str = 'skipped; check the path') -> SourceProblem:
-  """Turns an OSError into a one-line reason that names what was found."""
-  return SourceProblem(_os_reason(error, verb, remedy))
+def os_problem(error: OSError, verb: str = 'read the file', outcome: str = 'skipped',
+               advice: str = 'check the path') -> SourceProblem:
+  """Turns an OSError into a one-line reason: what could not be done, what
+  was found, what vjpify did instead and what the user can do."""
+  return SourceProblem(_os_reason(error, verb, outcome, advice))
 
 
 def read_source(path: str) -> bytes:
@@ -226,7 +243,7 @@ def write_atomically(path: str, data: bytes, mode: int | None = None, *, expecte
         mode = _default_mode()
     _replace_with(target, lambda f: f.write(data), mode)
   except OSError as error:
-    raise os_problem(error, 'write the file', 'file left unchanged; check its permissions') from None
+    raise os_problem(error, 'write the file', 'file left unchanged', 'check its permissions') from None
   return True
 
 
@@ -242,7 +259,7 @@ def copy_atomically(source: str, destination: str) -> bool:
     with open(source, 'rb') as src:
       _replace_with(os.path.realpath(destination), lambda f: shutil.copyfileobj(src, f), mode)
   except OSError as error:
-    raise os_problem(error, 'copy the file', 'not copied; check both paths') from None
+    raise os_problem(error, 'copy the file', 'not copied', 'check both paths') from None
   return True
 
 
@@ -262,4 +279,4 @@ def ensure_folder(path: str) -> None:
   try:
     os.makedirs(folder, exist_ok=True)
   except OSError as error:
-    raise os_problem(error, f'create the folder {folder}', 'nothing written there; check the output path') from None
+    raise os_problem(error, f'create the folder {folder}', 'nothing written there', 'check the output path') from None
