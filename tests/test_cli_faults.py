@@ -1,7 +1,7 @@
-"""Faults outside the files themselves, through the real CLI: a full disk,
-a read-only file system. Each file ends either as it was or fully
-rewritten, no temporary file is left, the other files are still processed,
-and the closing lines name the files that failed.
+"""Faults outside the files themselves, through the real CLI: a worker
+process that dies, a full disk, a read-only file system. Each file ends
+either as it was or fully rewritten, no temporary file is left, the other
+files are still processed, and the closing lines name the files that failed.
 
 The faults are made by patching the command's process before it starts
 (see ``cli_support.patched``): running as root, a folder cannot be made
@@ -10,7 +10,14 @@ read-only, and a disk cannot be filled on purpose.
 
 from __future__ import annotations
 
-from cli_support import PLAIN, REWRITTEN, SOURCE, assert_no_traceback, patched, snapshot, vjpify, write
+import json
+import os
+import signal
+import subprocess
+import time
+
+from cli_support import (
+    PLAIN, REWRITTEN, SOURCE, TIMEOUT_S, assert_no_traceback, cli_env, patched, snapshot, vjpify, write)
 
 def _names(root) -> list[str]:
   return sorted(snapshot(root))
@@ -138,3 +145,112 @@ def test_many_failed_files_are_named_up_to_ten(tmp_path):
   assert result.stderr.splitlines()[-1] == (
       f'vjpify: 12 files failed: {", ".join(f"broken{i:02}.py" for i in range(10))} '
       'and 2 more (listed in the errors above)')
+
+
+# In worker processes only (the first file is transformed in the command's
+# own process): a file named *crash* kills its process once a file named
+# *slow* is held by another worker, so that the pool is sure to lose more
+# than the file at fault; *slow* and *victim* block the first time they
+# are transformed, *victim* after saying which process holds it.
+_WORKER_FAULTS = '''
+import functools, multiprocessing, os, pathlib, signal, time
+import vjpify.transformer.runner as runner
+
+FLAGS = pathlib.Path({flags!r})
+transform = runner.transform_one
+
+
+def wait_for(flag):
+  deadline = time.monotonic() + {timeout}
+  while not flag.exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+
+
+def first_time(name):
+  flag = FLAGS / name
+  if flag.exists():
+    return False
+  (FLAGS / 'tmp').write_text(str(os.getpid()))
+  (FLAGS / 'tmp').rename(flag)
+  return True
+
+
+@functools.wraps(transform)
+def transform_one(path, data, *args):
+  if multiprocessing.parent_process() is not None:
+    name = pathlib.Path(path).stem
+    if 'crash' in name:
+      wait_for(FLAGS / 'slow')
+      os.kill(os.getpid(), signal.SIGKILL)
+    for blocking in ('slow', 'victim'):
+      if blocking in name and first_time(blocking):
+        time.sleep({timeout})
+  return transform(path, data, *args)
+
+
+runner.transform_one = transform_one
+'''
+
+
+def _worker_faults(flags) -> tuple[str, ...]:
+  flags.mkdir()
+  return patched(_WORKER_FAULTS.format(flags=str(flags), timeout=TIMEOUT_S))
+
+
+def test_worker_that_dies_on_a_file_fails_that_file_only(tmp_path):
+  tree, flags = tmp_path / 'tree', tmp_path / 'flags'
+  names = ['m0.py', 'm1_slow.py', 'm2_crash.py', *(f'm{i}.py' for i in range(3, 9))]
+  for name in names:
+    write(tree / name, SOURCE)
+  result = vjpify('--jobs=2', '--report', '../report.json', '.', cwd=tree, command=_worker_faults(flags))
+  assert result.returncode == 2, result.stderr
+  assert ('m2_crash.py:1:1: the worker process transforming this file died, also when run again with this '
+          'file alone (killed by SIGKILL); file left unchanged; if memory is short (the out-of-memory killer '
+          'sends SIGKILL), free some and run vjpify again; otherwise please report this with the file'
+          ) in result.stderr.splitlines()
+  assert result.stderr.splitlines()[-2:] == [
+      'vjpify: 9 files scanned, 8 changed, 8 sites rewritten, 8 skipped, 1 error',
+      'vjpify: 1 file failed: m2_crash.py']
+  assert (flags / 'slow').exists()  # the pool held m1_slow.py too when it broke
+  assert {name: (tree / name).read_text() == REWRITTEN for name in names} == {
+      name: name != 'm2_crash.py' for name in names}
+  assert (tree / 'm2_crash.py').read_text() == SOURCE
+  assert _names(tree) == names  # no temporary files
+  report = json.loads((tmp_path / 'report.json').read_text())
+  assert report['summary']['errors'] == 1
+  assert [(s['path'], s['kind']) for s in report['sites'] if s['action'] == 'error'] == [('m2_crash.py', 'file')]
+  assert_no_traceback(result)
+
+
+def _parent(pid: int) -> int:
+  with open(f'/proc/{pid}/stat') as f:
+    return int(f.read().rsplit(')', 1)[1].split()[1])
+
+
+def _wait_for_pid(flag, process) -> int:
+  deadline = time.monotonic() + TIMEOUT_S
+  while not flag.exists():
+    assert process.poll() is None and time.monotonic() < deadline, 'no worker took the file'
+    time.sleep(0.01)
+  return int(flag.read_text())
+
+
+def test_worker_killed_from_outside_costs_no_file(tmp_path):
+  tree, flags = tmp_path / 'tree', tmp_path / 'flags'
+  names = ['m0.py', 'm1_victim.py', 'm2.py', 'm3.py', 'm4.py']
+  for name in names:
+    write(tree / name, SOURCE)
+  process = subprocess.Popen([*_worker_faults(flags), '--jobs=2', '.'], cwd=tree, env=cli_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    worker = _wait_for_pid(flags / 'victim', process)
+    assert _parent(worker) == process.pid
+    os.kill(worker, signal.SIGKILL)  # as the out-of-memory killer would
+    _, stderr = process.communicate(timeout=TIMEOUT_S)
+  finally:
+    process.kill()
+  assert process.returncode == 1, stderr
+  assert stderr.splitlines()[-1] == 'vjpify: 5 files scanned, 5 changed, 5 sites rewritten, 5 skipped, 0 errors'
+  assert all((tree / name).read_text() == REWRITTEN for name in names)
+  assert _names(tree) == names
+  assert 'Traceback' not in stderr

@@ -2,8 +2,9 @@
 
 Exit status: 0 when nothing needed changing; 1 when files were rewritten,
 or would be under ``--check`` / ``--diff``; 2 when anything went wrong
-(a file unreadable, undecodable, unparseable or unwritable, or bad
-arguments), after every other file has still been processed.
+(a file unreadable, undecodable, unparseable or unwritable, a worker
+process that died on a file, or bad arguments), after every other file has
+still been processed; the closing lines then name the files that failed.
 
 It never imports jax or flax, and imports libcst only once a file may hold
 a site, so a commit that touches no flax code costs about a bare Python

@@ -8,6 +8,11 @@ ignore Ctrl-C and only compute; on an interrupt the pool is cancelled and
 the files not yet written stay as they were. A file that fails in any way
 (unreadable, undecodable, unparseable, unwritable, or a bug in the pass)
 gets an error site and the run goes on with the next one.
+
+A worker that dies (killed, out of memory, a crash in native code) takes
+with it every file the pool still held. Each of those is transformed again
+in a process of its own, so that only a file that kills that process too
+gets an error site, and the pool starts afresh for the files after them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 
 from vjpify.transformer.api import FileResult, TransformError, file_error, may_hold_sites, transform_bytes
 from vjpify.transformer.diagnostics import ERROR, Site
@@ -50,6 +56,31 @@ def _internal_error(path: str, data: bytes, error: BaseException) -> FileResult:
       'please report this with the file'))
 
 
+def _signal_name(number: int) -> str:
+  try:
+    return signal.Signals(number).name
+  except ValueError:
+    return f'signal {number}'
+
+
+def _worker_died(path: str, data: bytes, exitcode: int | None) -> FileResult:
+  if exitcode is not None and exitcode < 0:
+    how = f'killed by {_signal_name(-exitcode)}'
+  elif exitcode:
+    how = f'exited with status {exitcode}'
+  else:
+    how = 'exited without a result'
+  if exitcode == -getattr(signal, 'SIGKILL', 0):
+    advice = ('if memory is short (the out-of-memory killer sends SIGKILL), free some and run vjpify again; '
+              'otherwise please report this with the file')
+  else:
+    advice = 'please report this with the file'
+  return _failed(path, data, Site(
+      path, 1, 1, 'file', ERROR,
+      f'the worker process transforming this file died, also when run again with this file alone ({how}); '
+      f'file left unchanged; {advice}'))
+
+
 def transform_one(path: str, data: bytes) -> FileResult:
   """Transforms one file's bytes; problems become an error site, never an exception."""
   try:
@@ -62,6 +93,12 @@ def transform_one(path: str, data: bytes) -> FileResult:
 
 def _ignore_interrupts() -> None:
   signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _transform_and_send(connection, path: str, data: bytes) -> None:
+  _ignore_interrupts()
+  connection.send(transform_one(path, data))
+  connection.close()
 
 
 class _Done:
@@ -77,6 +114,43 @@ class _Done:
     return self._result
 
 
+class _InWorker:
+  """A file sent to the pool of workers, shaped like a Future.
+
+  If a worker dies, the pool fails every file it still held (running or
+  queued); the runner then transforms each of those again and keeps the
+  outcome here.
+  """
+
+  def __init__(self, runner: _Runner, path: str, data: bytes, future):
+    self._runner = runner
+    self.path = path
+    self.data = data
+    self.future = future
+    self.again: FileResult | None = None
+
+  def lost(self) -> bool:
+    """Whether the pool failed this file because a worker died."""
+    return (self.again is None and self.future.done() and not self.future.cancelled()
+            and isinstance(self.future.exception(), BrokenProcessPool))
+
+  def finished(self) -> bool:
+    return self.future.done() and not self.future.cancelled() and self.future.exception() is None
+
+  def done(self) -> bool:
+    return self.again is not None or self.future.done()
+
+  def result(self) -> FileResult:
+    if self.again is None:
+      try:
+        return self.future.result()
+      except BrokenProcessPool:
+        self._runner.recover()
+      except Exception as error:  # The result could not come back; the file itself may be fine.
+        return _internal_error(self.path, self.data, error)
+    return self.again
+
+
 class _Runner:
   """Starts each task: reads and prefilters it here, and transforms it
   here or, from the second file that needs it, in a pool of workers."""
@@ -86,33 +160,85 @@ class _Runner:
     self._fresh_workers = fresh_workers
     self._candidates = 0
     self._pool = None
+    # What the current pool may still hold, for recover().
+    self._in_pool: list[_InWorker] = []
+
+  def _context(self):
+    import multiprocessing
+    if not self._fresh_workers:
+      return multiprocessing.get_context()
+    if 'forkserver' in multiprocessing.get_all_start_methods():
+      context = multiprocessing.get_context('forkserver')
+      context.set_forkserver_preload(['vjpify.transformer.runner', 'vjpify.transformer.command'])
+      return context
+    return multiprocessing.get_context('spawn')
 
   def _start_pool(self):
     from concurrent.futures import ProcessPoolExecutor
-    context = None
-    if self._fresh_workers:
-      import multiprocessing
-      if 'forkserver' in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context('forkserver')
-        context.set_forkserver_preload(['vjpify.transformer.runner', 'vjpify.transformer.command'])
-      else:
-        context = multiprocessing.get_context('spawn')
-    return ProcessPoolExecutor(max_workers=self._jobs, mp_context=context, initializer=_ignore_interrupts)
+    return ProcessPoolExecutor(max_workers=self._jobs, mp_context=self._context(), initializer=_ignore_interrupts)
+
+  def _submit(self, path: str, data: bytes) -> _InWorker:
+    self._in_pool = [item for item in self._in_pool if not item.finished()]
+    # Starting the pool or submitting may fork workers; a Ctrl-C landing
+    # in a fork handler would be swallowed there, so it waits until the
+    # fork is done.
+    with interrupts_held():
+      self._pool = self._pool or self._start_pool()
+      future = self._pool.submit(transform_one, path, data)
+    item = _InWorker(self, path, data, future)
+    self._in_pool.append(item)
+    return item
 
   def _transform(self, path: str, data: bytes):
     self._candidates += 1
     # One file is not worth starting worker processes for.
-    if self._pool is not None or (self._jobs > 1 and self._candidates > 1):
+    if self._pool is None and (self._jobs == 1 or self._candidates == 1):
+      return _Done(transform_one(path, data))
+    try:
+      return self._submit(path, data)
+    except BrokenProcessPool:  # A worker died since the last file went to the pool.
+      self.recover()
+      return self._submit(path, data)
+
+  def _transform_alone(self, path: str, data: bytes) -> FileResult:
+    context = self._context()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_transform_and_send, args=(sender, path, data), daemon=True)
+    with interrupts_held():
+      process.start()
+    try:
+      sender.close()
       try:
-        # Starting the pool or submitting may fork workers; a Ctrl-C landing
-        # in a fork handler would be swallowed there, so it waits until the
-        # fork is done.
-        with interrupts_held():
-          self._pool = self._pool or self._start_pool()
-          return self._pool.submit(transform_one, path, data)
-      except RuntimeError:  # The pool broke (a worker was killed): go on without it.
-        self._pool = None
-    return _Done(transform_one(path, data))
+        return receiver.recv()
+      except (EOFError, OSError):  # It died before its result was all sent.
+        process.join()
+        return _worker_died(path, data, process.exitcode)
+    finally:
+      receiver.close()
+      if process.is_alive():  # Interrupted while waiting.
+        process.kill()
+      process.join()
+
+  def recover(self) -> None:
+    """Transforms again every file the pool lost when a worker died, each
+    in a process of its own, and drops the pool.
+
+    Not in this process: the file may be what killed the worker (native
+    code crashing on it, or memory it exhausts), and would then kill the
+    whole run. Not together in a new pool either: such a file would take
+    the others down with it again. Alone, a file that kills its process
+    again is the one at fault and gets an error site; the others, lost only
+    for being in the same pool, come out as they would have.
+    """
+    if self._pool is not None:
+      # Only once its threads have stopped has the pool failed every file
+      # it held; and with no thread left, forking here is safe.
+      self._pool.shutdown(wait=True)
+      self._pool = None
+    for item in self._in_pool:
+      if item.lost():
+        item.again = self._transform_alone(item.path, item.data)
+    self._in_pool = []
 
   def start(self, task: Task):
     if task.problem:
@@ -160,11 +286,7 @@ def _write(task: Task, result: FileResult) -> FileResult:
 
 
 def _settle(task: Task, pending) -> FileResult:
-  try:
-    result = pending.result()
-  except Exception as error:  # A worker died; the file itself may be fine.
-    result = _internal_error(task.source, b'', error)
-  return _write(task, result)
+  return _write(task, pending.result())
 
 
 def run(tasks: Sequence[Task], *, jobs: int = 1, fresh_workers: bool = True) -> Iterator[tuple[Task, FileResult]]:
