@@ -3,26 +3,34 @@
 Each (flax, jax) pair gets its own virtual environment under ``--work-dir``
 (reused on later runs), with vjpify installed from this checkout; the
 differential and upstream tests run there and a Markdown table of the
-outcomes is printed.
+outcomes is printed. With ``--readme`` the table, and a line saying when
+and how it was made, also replace what README.md holds between
+``<!-- matrix:start -->`` and ``<!-- matrix:end -->``.
 
 Example::
 
     python scripts/version_matrix.py                      # the default pairs
     python scripts/version_matrix.py --pair 0.8.0:0.4.23  # one pair
+    python scripts/version_matrix.py --readme             # and into README.md
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import pathlib
+import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
 import venv
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+README = REPO / 'README.md'
+START, END = '<!-- matrix:start -->', '<!-- matrix:end -->'
 
 # The oldest release with nn.grad, a few in between, and the newest tested.
 # Each jax is one the flax release was tested against upstream.
@@ -83,10 +91,31 @@ def run_pair(flax_version: str, jax_version: str, work_dir: pathlib.Path) -> Out
   return Outcome(flax_version, jax_version, status, _pytest_summary(log), time.monotonic() - start)
 
 
-def table(outcomes: list[Outcome]) -> str:
-  rows = ['| flax | jax | result | tests | seconds |', '| --- | --- | --- | --- | --- |']
-  rows += [f'| {o.flax} | {o.jax} | {o.status} | {o.summary} | {o.seconds:.0f} |' for o in outcomes]
+def table(outcomes: list[Outcome], *, seconds: bool = True) -> str:
+  """A Markdown table, one row per pair; ``seconds=False`` leaves out the
+  time each took, which says more about the network than about vjpify."""
+  columns = ['flax', 'jax', 'result', 'tests'] + ['seconds'] * seconds
+  rows = ['| ' + ' | '.join(columns) + ' |', '| ' + ' | '.join(['---'] * len(columns)) + ' |']
+  for o in outcomes:
+    cells = [o.flax, o.jax, o.status, o.summary] + [f'{o.seconds:.0f}'] * seconds
+    rows.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(rows)
+
+
+def readme_block(outcomes: list[Outcome], made: datetime.date, python: str, command: str) -> str:
+  """What goes between the README's markers: how the table was made, then the table."""
+  return (f'Generated {made.isoformat()} by `{command}` with Python {python}: {" and ".join(TESTS)}, '
+          f'run for each pair in a virtual environment of its own.\n\n{table(outcomes, seconds=False)}')
+
+
+def replace_block(readme: str, block: str) -> str:
+  """``readme`` with what lies between its matrix markers replaced by ``block``."""
+  if readme.count(START) != 1 or readme.count(END) != 1 or readme.index(START) > readme.index(END):
+    raise ValueError(f'README.md needs one {START} line and one {END} line after it, '
+                     'in its "## Supported versions" section; add them and run again')
+  before, rest = readme.split(START)
+  after = rest.split(END)[1]
+  return f'{before}{START}\n{block}\n{END}{after}'
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +124,16 @@ def main(argv: list[str] | None = None) -> int:
                       help='a flax:jax version pair to test (repeatable); default: a spread from 0.8.0 to the newest')
   parser.add_argument('--work-dir', type=pathlib.Path, default=REPO / '.cache' / 'matrix',
                       help='where the virtual environments and logs live (default: %(default)s)')
+  parser.add_argument('--readme', action='store_true',
+                      help='also write the table into README.md, between its matrix markers')
   args = parser.parse_args(argv)
+  command = shlex.join(['python', 'scripts/version_matrix.py', *(sys.argv[1:] if argv is None else argv)])
+  if args.readme:
+    # Missing markers should stop the run now, not after an hour of installs.
+    try:
+      replace_block(README.read_text(encoding='utf-8'), '')
+    except ValueError as error:
+      parser.error(str(error))
   pairs = [tuple(p.split(':', 1)) for p in args.pair] if args.pair else list(DEFAULT_PAIRS)
   args.work_dir.mkdir(parents=True, exist_ok=True)
   outcomes = []
@@ -103,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f'flax {flax_version} / jax {jax_version} ...', file=sys.stderr, flush=True)
     outcomes.append(run_pair(flax_version, jax_version, args.work_dir))
   print(table(outcomes))
+  if args.readme:
+    block = readme_block(outcomes, datetime.date.today(), platform.python_version(), command)
+    README.write_text(replace_block(README.read_text(encoding='utf-8'), block), encoding='utf-8')
   return 0 if all(o.status == 'pass' for o in outcomes) else 1
 
 

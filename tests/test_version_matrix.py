@@ -1,0 +1,161 @@
+"""``scripts/version_matrix.py --readme``: the README's matrix block is the
+table the script renders, and writing it touches nothing else. No virtual
+environments are made: the pairs' outcomes are given."""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+import platform
+import re
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / 'scripts'))
+import version_matrix  # noqa: E402
+
+_NOTE = re.compile(r'Generated (\d{4}-\d\d-\d\d) by `(python scripts/version_matrix\.py[^`]*)` '
+                   r'with Python (\d+\.\d+\.\d+): ')
+_VERSION = re.compile(r'\d+(\.\d+)+')
+
+_OUTCOMES = [
+    version_matrix.Outcome('0.8.0', '0.4.23', 'pass', '60 passed, 5 xfailed', 300.0),
+    version_matrix.Outcome('0.12.8', '0.10.2', 'FAIL', '1 failed, 59 passed', 200.0),
+]
+
+_README = '''# project
+
+## Supported versions
+
+Some prose.
+
+<!-- matrix:start -->
+old block
+<!-- matrix:end -->
+
+## Benchmarks
+
+<!-- bench:start -->
+untouched
+<!-- bench:end -->
+'''
+
+
+def _block(readme: str) -> str:
+  return readme.split(version_matrix.START)[1].split(version_matrix.END)[0].strip('\n')
+
+
+def _parse(block: str) -> tuple[re.Match, list[version_matrix.Outcome]]:
+  note, blank, *rows = block.split('\n')
+  match = _NOTE.match(note)
+  assert match, note
+  assert blank == ''
+  outcomes = []
+  for row in rows[2:]:
+    cells = [cell.strip() for cell in row.strip('|').split('|')]
+    assert len(cells) == 4, row
+    outcomes.append(version_matrix.Outcome(*cells, seconds=0.0))
+  return match, outcomes
+
+
+def test_readme_block_is_what_the_script_renders():
+  readme = (REPO / 'README.md').read_text(encoding='utf-8')
+  section = readme.split('\n## Supported versions\n')[1].split('\n## ')[0]
+  assert readme.count(version_matrix.START) == 1 and version_matrix.START in section
+  assert version_matrix.END in section
+  block = _block(readme)
+  note, outcomes = _parse(block)
+  made, command, python = note.groups()
+  assert version_matrix.readme_block(outcomes, datetime.date.fromisoformat(made), python, command) == block
+  assert [(o.flax, o.jax) for o in outcomes] == list(version_matrix.DEFAULT_PAIRS)
+  for outcome in outcomes:
+    assert _VERSION.fullmatch(outcome.flax) and _VERSION.fullmatch(outcome.jax)
+    assert outcome.status in ('pass', 'FAIL', 'install failed')
+
+
+def test_readme_prose_names_the_oldest_tested_pair():
+  readme = (REPO / 'README.md').read_text(encoding='utf-8')
+  _, outcomes = _parse(_block(readme))
+  assert 'flax 0.8.0 and later' in readme and '(the oldest tested is 0.4.23)' in readme
+  assert (outcomes[0].flax, outcomes[0].jax) == ('0.8.0', '0.4.23')
+
+
+def test_table_for_the_readme_leaves_out_seconds():
+  assert version_matrix.table(_OUTCOMES, seconds=False) == '\n'.join([
+      '| flax | jax | result | tests |',
+      '| --- | --- | --- | --- |',
+      '| 0.8.0 | 0.4.23 | pass | 60 passed, 5 xfailed |',
+      '| 0.12.8 | 0.10.2 | FAIL | 1 failed, 59 passed |',
+  ])
+  assert version_matrix.table(_OUTCOMES).splitlines()[2] == '| 0.8.0 | 0.4.23 | pass | 60 passed, 5 xfailed | 300 |'
+
+
+def test_replace_block_replaces_only_the_block():
+  block = version_matrix.readme_block(_OUTCOMES, datetime.date(2026, 1, 2), '3.11.7', 'python scripts/version_matrix.py')
+  new = version_matrix.replace_block(_README, block)
+  start, end = version_matrix.START, version_matrix.END
+  assert new.split(start)[0] == _README.split(start)[0]
+  assert new.split(end)[1] == _README.split(end)[1]
+  assert _block(new) == block
+  assert new.splitlines().count(start) == 1 and new.splitlines().count(end) == 1
+  assert version_matrix.replace_block(new, block) == new
+  note, outcomes = _parse(_block(new))
+  assert note.groups() == ('2026-01-02', 'python scripts/version_matrix.py', '3.11.7')
+  assert [(o.flax, o.jax, o.status, o.summary) for o in outcomes] == [
+      (o.flax, o.jax, o.status, o.summary) for o in _OUTCOMES]
+
+
+@pytest.mark.parametrize('readme', [
+    pytest.param(_README.replace(version_matrix.END, ''), id='no-end'),
+    pytest.param(_README.replace(version_matrix.START, ''), id='no-start'),
+    pytest.param(f'{version_matrix.END}\nblock\n{version_matrix.START}\n', id='reversed'),
+    pytest.param(_README + version_matrix.START + '\n', id='two-starts'),
+])
+def test_replace_block_needs_one_pair_of_markers(readme):
+  with pytest.raises(ValueError, match='README.md needs one <!-- matrix:start --> line and one '
+                                       '<!-- matrix:end --> line after it'):
+    version_matrix.replace_block(readme, 'block')
+
+
+@pytest.fixture
+def readme(tmp_path, monkeypatch):
+  path = tmp_path / 'README.md'
+  path.write_text(_README, encoding='utf-8')
+  monkeypatch.setattr(version_matrix, 'README', path)
+  return path
+
+
+def test_main_with_readme_writes_the_outcomes(readme, tmp_path, monkeypatch):
+  ran = []
+
+  def run_pair(flax_version, jax_version, work_dir):
+    ran.append((flax_version, jax_version, work_dir))
+    return version_matrix.Outcome(flax_version, jax_version, 'pass', '60 passed, 5 xfailed', 12.0)
+
+  monkeypatch.setattr(version_matrix, 'run_pair', run_pair)
+  args = ['--readme', '--pair', '0.8.0:0.4.23', '--work-dir', str(tmp_path / 'work')]
+  assert version_matrix.main(args) == 0
+  assert ran == [('0.8.0', '0.4.23', tmp_path / 'work')]
+  written = readme.read_text(encoding='utf-8')
+  command = f'python scripts/version_matrix.py --readme --pair 0.8.0:0.4.23 --work-dir {tmp_path / "work"}'
+  assert _block(written) == version_matrix.readme_block(
+      [version_matrix.Outcome('0.8.0', '0.4.23', 'pass', '60 passed, 5 xfailed', 0.0)],
+      datetime.date.today(), platform.python_version(), command)
+  assert written.split(version_matrix.END)[1] == _README.split(version_matrix.END)[1]
+
+
+def test_main_without_readme_leaves_it_alone(readme, tmp_path, monkeypatch):
+  monkeypatch.setattr(version_matrix, 'run_pair', lambda f, j, w: version_matrix.Outcome(f, j, 'pass', 'ok', 1.0))
+  assert version_matrix.main(['--pair', '0.8.0:0.4.23', '--work-dir', str(tmp_path / 'work')]) == 0
+  assert readme.read_text(encoding='utf-8') == _README
+
+
+def test_main_checks_the_markers_before_running_anything(readme, tmp_path, monkeypatch, capsys):
+  readme.write_text(_README.replace(version_matrix.END, ''), encoding='utf-8')
+  monkeypatch.setattr(version_matrix, 'run_pair', lambda *args: pytest.fail('ran a pair'))
+  with pytest.raises(SystemExit) as exit_info:
+    version_matrix.main(['--readme', '--work-dir', str(tmp_path / 'work')])
+  assert exit_info.value.code == 2
+  assert 'README.md needs one <!-- matrix:start --> line' in capsys.readouterr().err
