@@ -16,6 +16,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from cli_support import (
     PLAIN, REWRITTEN, SOURCE, TIMEOUT_S, assert_no_traceback, cli_env, patched, snapshot, vjpify, write)
 
@@ -148,10 +150,11 @@ def test_many_failed_files_are_named_up_to_ten(tmp_path):
 
 
 # In worker processes only (the first file is transformed in the command's
-# own process): a file named *crash* kills its process once a file named
-# *slow* is held by another worker, so that the pool is sure to lose more
-# than the file at fault; *slow* and *victim* block the first time they
-# are transformed, *victim* after saying which process holds it.
+# own process): a file named *crash_<how>* ends its process (SIGKILL,
+# SIGTERM or exit status 3) once a file named *slow* is held by another
+# worker, so that the pool is sure to lose more than the file at fault;
+# *slow* and *victim* block the first time they are transformed, *victim*
+# after saying which process holds it.
 _WORKER_FAULTS = '''
 import functools, multiprocessing, os, pathlib, signal, time
 import vjpify.transformer.runner as runner
@@ -181,7 +184,9 @@ def transform_one(path, data, *args):
     name = pathlib.Path(path).stem
     if 'crash' in name:
       wait_for(FLAGS / 'slow')
-      os.kill(os.getpid(), signal.SIGKILL)
+      if name.endswith('exit'):
+        os._exit(3)
+      os.kill(os.getpid(), signal.SIGTERM if name.endswith('term') else signal.SIGKILL)
     for blocking in ('slow', 'victim'):
       if blocking in name and first_time(blocking):
         time.sleep({timeout})
@@ -197,28 +202,35 @@ def _worker_faults(flags) -> tuple[str, ...]:
   return patched(_WORKER_FAULTS.format(flags=str(flags), timeout=TIMEOUT_S))
 
 
-def test_worker_that_dies_on_a_file_fails_that_file_only(tmp_path):
+_REPORT_IT = 'please report this with the file'
+
+
+@pytest.mark.parametrize('how, ended, advice', [
+    pytest.param('kill', 'killed by SIGKILL', 'if memory is short (the out-of-memory killer sends SIGKILL), '
+                 f'free some and run vjpify again; otherwise {_REPORT_IT}', id='SIGKILL'),
+    pytest.param('term', 'killed by SIGTERM', _REPORT_IT, id='SIGTERM'),
+    pytest.param('exit', 'exited with status 3', _REPORT_IT, id='exit-status'),
+])
+def test_worker_that_dies_on_a_file_fails_that_file_only(tmp_path, how, ended, advice):
   tree, flags = tmp_path / 'tree', tmp_path / 'flags'
-  names = ['m0.py', 'm1_slow.py', 'm2_crash.py', *(f'm{i}.py' for i in range(3, 9))]
+  crash = f'm2_crash_{how}.py'
+  names = ['m0.py', 'm1_slow.py', crash, *(f'm{i}.py' for i in range(3, 9))]
   for name in names:
     write(tree / name, SOURCE)
   result = vjpify('--jobs=2', '--report', '../report.json', '.', cwd=tree, command=_worker_faults(flags))
   assert result.returncode == 2, result.stderr
-  assert ('m2_crash.py:1:1: the worker process transforming this file died, also when run again with this '
-          'file alone (killed by SIGKILL); file left unchanged; if memory is short (the out-of-memory killer '
-          'sends SIGKILL), free some and run vjpify again; otherwise please report this with the file'
-          ) in result.stderr.splitlines()
+  assert (f'{crash}:1:1: the worker process transforming this file died, also when run again with this '
+          f'file alone ({ended}); file left unchanged; {advice}') in result.stderr.splitlines()
   assert result.stderr.splitlines()[-2:] == [
       'vjpify: 9 files scanned, 8 changed, 8 sites rewritten, 8 skipped, 1 error',
-      'vjpify: 1 file failed: m2_crash.py']
+      f'vjpify: 1 file failed: {crash}']
   assert (flags / 'slow').exists()  # the pool held m1_slow.py too when it broke
-  assert {name: (tree / name).read_text() == REWRITTEN for name in names} == {
-      name: name != 'm2_crash.py' for name in names}
-  assert (tree / 'm2_crash.py').read_text() == SOURCE
+  assert {name: (tree / name).read_text() for name in names} == {
+      name: SOURCE if name == crash else REWRITTEN for name in names}
   assert _names(tree) == names  # no temporary files
   report = json.loads((tmp_path / 'report.json').read_text())
   assert report['summary']['errors'] == 1
-  assert [(s['path'], s['kind']) for s in report['sites'] if s['action'] == 'error'] == [('m2_crash.py', 'file')]
+  assert [(s['path'], s['kind']) for s in report['sites'] if s['action'] == 'error'] == [(crash, 'file')]
   assert_no_traceback(result)
 
 
