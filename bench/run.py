@@ -35,10 +35,6 @@ def runtime_rows(rounds: int, jit_rounds: int, compile_rounds: int) -> tuple[lis
   eager, jitted = runtime_cases.run(rounds, jit_rounds, compile_rounds)
   rows = []
   notes = []
-  if any(result.adapted for result in eager):
-    notes.append(
-        'Rewritten modules: `transform_source` output with the function of each emitted `nn.vjp` '
-        'wrapped in `compiled(...)` by `bench/forms.py`, as the transformer does not emit it yet.')
   for result in eager:
     rows.append((
         '1',

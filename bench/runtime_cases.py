@@ -60,7 +60,6 @@ class EagerResult:
   jax_traces: int
   compiled_traces: int
   fallbacks: int
-  adapted: bool
 
   @property
   def ratio(self) -> float:
@@ -136,7 +135,6 @@ def eager(forms: Forms, rounds: int) -> EagerResult:
       jax_traces=_traces.counts['rewritten'],
       compiled_traces=after.traces - before.traces,
       fallbacks=after.fallbacks - before.fallbacks,
-      adapted=forms.adapted,
   )
 
 

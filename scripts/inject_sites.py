@@ -10,8 +10,8 @@ The guarantees (``check_rewrite``), shared with the property tests:
   lines above them), and the blank line LibCST's import adder puts after the
   import block;
 - inside a rewritten site, the user's arguments are kept verbatim, in order
-  (continuation lines may be re-indented), and every string literal keeps
-  its value.
+  (continuation lines may be re-indented, and ``fn`` may be wrapped in the
+  runtime's ``compiled``), and every string literal keeps its value.
 
 The sweep copies every module of ``flax/linen`` and of flax's examples to a
 temporary tree, plants sites into every method of every class there (several
@@ -49,8 +49,10 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
 
 from vjpify.transformer import TransformResult, transform_source
+from vjpify.transformer.build import fn_argument
 from vjpify.transformer.diagnostics import REWRITTEN
-from vjpify.transformer.targets import EXTRACTION_HELPER, GRAD_TRANSFORMS, RUNTIME_HELPERS, RUNTIME_MODULE, VJP_KEYWORDS
+from vjpify.transformer.targets import (
+    COMPILE_HELPER, EXTRACTION_HELPER, GRAD_TRANSFORMS, RUNTIME_HELPERS, RUNTIME_MODULE, VJP_KEYWORDS)
 
 # Bindings the rewrite may add or remove, as (module, name) pairs.
 ADDABLE = frozenset({(RUNTIME_MODULE, h) for h in RUNTIME_HELPERS} | {('flax.linen', 'vjp')})
@@ -236,6 +238,20 @@ def _unwrapped_mapping(arg: cst.Arg) -> cst.Arg:
   return arg
 
 
+def _unwrapped_fn(args: Sequence[cst.Arg]) -> list[cst.Arg]:
+  """``args`` with ``compiled(fn)`` as the ``fn`` it was written as; the
+  helper's name may carry the prefix the rewrite adds to avoid a clash."""
+  args = list(args)
+  index = fn_argument(args)
+  if index is None:
+    return args
+  value = args[index].value
+  if (isinstance(value, cst.Call) and isinstance(value.func, cst.Name) and len(value.args) == 1
+      and re.fullmatch(rf'(vjpify_)?{COMPILE_HELPER}(_\d+)?', value.func.value)):
+    args[index] = args[index].with_changes(value=value.args[0].value)
+  return args
+
+
 def _check_inside(old_sites, new_sites, nested, present, before: str) -> None:
   old_code_for = cst.parse_module(before).code_for_node
   extra = [('', name, value) for name, value in VJP_KEYWORDS]
@@ -251,7 +267,8 @@ def _check_inside(old_sites, new_sites, nested, present, before: str) -> None:
     # helper that takes flax's vjp as its first argument.
     allowed = [written + extra, [a for a in written if a[1] != 'reduce_axes'] + extra]
     vjp_call = new.args[0].value
-    got = _argument_texts(vjp_call.with_changes(args=[_unwrapped_mapping(a) for a in vjp_call.args]), old_code_for)
+    args = _unwrapped_fn([_unwrapped_mapping(a) for a in vjp_call.args])
+    got = _argument_texts(vjp_call.with_changes(args=args), old_code_for)
     if got not in allowed and got[1:] not in allowed:
       raise RewriteBroken(f'the arguments of {before[start:end]!r} changed: {got} is none of {allowed}')
 

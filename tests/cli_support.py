@@ -34,6 +34,13 @@ def outside(f, m, x):
 
 REWRITTEN = transform_source(SOURCE, 'model.py').code
 
+# The lines the site becomes by default and with --no-jit.
+COMPILED_SITE = (
+    '    return grad_from_vjp(nn.vjp(\n'
+    '        compiled(lambda mdl, x: mdl(x)), nn.Dense(3), x,\n'
+    '        vjp_variables=False, multi_scope=True))\n')
+PLAIN_SITE = COMPILED_SITE.replace('compiled(lambda mdl, x: mdl(x))', 'lambda mdl, x: mdl(x)')
+
 # A file that cannot hold a site: the prefilter skips it unparsed.
 PLAIN = 'def f(x):\n  return x + 1\n'
 

@@ -42,15 +42,16 @@ class LoadedPair:
   result: TransformResult
 
 
-def load_pair(path: str, name: str) -> LoadedPair:
-  """Loads ``path`` as written and rewritten, under two distinct module names.
+def load_pair(path: str, name: str, jit: bool = True) -> LoadedPair:
+  """Loads ``path`` as written and rewritten (with ``jit`` passed on to the
+  transformer), under two distinct module names.
 
   Fails when vjpify rewrote nothing or left a site unchanged: a differential
   fixture is only worth running if every site in it went through the rewrite.
   """
   with open(path, encoding='utf-8') as f:
     code = f.read()
-  result = transform_source(code, path)
+  result = transform_source(code, path, jit=jit)
   rewritten = [s for s in result.sites if s.action == 'rewritten']
   others = [s.format() for s in result.sites if s.action != 'rewritten']
   assert rewritten, f'{path}: vjpify rewrote no site'
@@ -58,7 +59,7 @@ def load_pair(path: str, name: str) -> LoadedPair:
   assert result.changed
   return LoadedPair(
       original=load_source(code, f'_vjpify_exec_original_{name}', path),
-      rewritten=load_source(result.code, f'_vjpify_exec_rewritten_{name}', path),
+      rewritten=load_source(result.code, f'_vjpify_exec_rewritten_{"jit" if jit else "nojit"}_{name}', path),
       result=result,
   )
 
@@ -98,9 +99,24 @@ def _comparable(leaf: Any) -> Any:
   return np.asarray(leaf)
 
 
-def assert_trees_identical(expected: Any, actual: Any, where: str = '') -> None:
+def _assert_values(want: Any, got: Any, at: str, rtol: float, atol: float) -> None:
+  want, got = _comparable(want), _comparable(got)
+  if (rtol or atol) and np.issubdtype(want.dtype, np.inexact):
+    # Also relative to the leaf's largest magnitude, so that entries near
+    # zero may differ by float rounding of the others.
+    scale = float(np.max(np.abs(want), initial=0.0))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=max(atol, rtol * scale), err_msg=at, strict=True)
+  else:
+    np.testing.assert_array_equal(got, want, err_msg=at, strict=True)
+
+
+def assert_trees_identical(expected: Any, actual: Any, where: str = '', rtol: float = 0.0,
+                           atol: float = 0.0) -> None:
   """Asserts two pytrees are the same: structure, containers, leaf types,
-  dtypes, shapes, weak types and values, exactly.
+  dtypes, shapes, weak types and values, exactly; with ``rtol`` or ``atol``,
+  floating point values may differ by ``rtol`` relative to themselves or to
+  their leaf's largest magnitude, or by ``atol`` (compiled and eager
+  programs round differently).
 
   ``tree_structure`` equality already tells a tuple from a list and a
   FrozenDict from a dict, since each is its own node type.
@@ -114,13 +130,15 @@ def assert_trees_identical(expected: Any, actual: Any, where: str = '') -> None:
     at = f'{where}{jax.tree_util.keystr(path)}'
     assert _leaf_summary(want) == _leaf_summary(got), (
         f'{at}: leaf differs: {_leaf_summary(want)} != {_leaf_summary(got)}')
-    np.testing.assert_array_equal(_comparable(got), _comparable(want), err_msg=at, strict=True)
+    _assert_values(want, got, at, rtol, atol)
 
 
-def assert_same_outcome(expected: Outcome, actual: Outcome, where: str = '') -> None:
-  """Both returned identical trees, or both raised the same type and message."""
+def assert_same_outcome(expected: Outcome, actual: Outcome, where: str = '', rtol: float = 0.0,
+                        atol: float = 0.0) -> None:
+  """Both returned identical trees (up to ``rtol`` and ``atol``, see
+  :func:`assert_trees_identical`), or both raised the same type and message."""
   assert expected.describe_error() == actual.describe_error(), (
       f'{where}: outcomes differ:\n  original:  {expected.describe_error()!r}\n'
       f'  rewritten: {actual.describe_error()!r}')
   if expected.error is None:
-    assert_trees_identical(expected.value, actual.value, where)
+    assert_trees_identical(expected.value, actual.value, where, rtol, atol)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from cli_support import PLAIN, REWRITTEN, SOURCE, cli_env, snapshot, write
+from cli_support import COMPILED_SITE, PLAIN, PLAIN_SITE, REWRITTEN, SOURCE, cli_env, snapshot, write
 
 import vjpify.transformer as transformer
 from vjpify.transformer import (
@@ -129,3 +129,26 @@ def test_libcst_codemod_runner(tmp_path):
   assert (tmp_path / 'src/model.py').read_text() == REWRITTEN
   assert (tmp_path / 'src/plain.py').read_text() == PLAIN
   assert 'is not inside a flax.linen.Module subclass' in result.stderr
+
+
+def test_libcst_codemod_runner_takes_no_jit(tmp_path):
+  write(tmp_path / 'src/model.py', SOURCE)
+  result = subprocess.run(
+      [sys.executable, '-m', 'libcst.tool', 'codemod', '--no-format', '-x',
+       'vjpify.transformer.LowerGradToVjp', '--no-jit', 'src'],
+      cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert PLAIN_SITE in (tmp_path / 'src/model.py').read_text()
+
+
+@pytest.mark.parametrize('jit', [True, False])
+def test_every_entry_point_passes_jit_on(tmp_path, jit):
+  site = COMPILED_SITE if jit else PLAIN_SITE
+  assert site in transform_source(SOURCE, jit=jit).code
+  assert site in transform_bytes(SOURCE.encode(), jit=jit).code.decode()
+  write(tmp_path / 'one.py', SOURCE)
+  assert site in transform_file(str(tmp_path / 'one.py'), jit=jit).code.decode()
+  for i in range(3):
+    write(tmp_path / 'tree' / f'model{i}.py', SOURCE)
+  results = transform_tree([str(tmp_path / 'tree')], jobs=2, jit=jit)
+  assert [site in r.code.decode() for r in results] == [True] * 3

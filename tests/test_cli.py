@@ -16,8 +16,8 @@ import termios
 import pytest
 
 from cli_support import (
-    PLAIN, REWRITTEN, SKIPPED_DIAGNOSTIC, SOURCE, TIMEOUT_S, assert_no_traceback, cli_env, console_script,
-    snapshot, vjpify, write)
+    COMPILED_SITE, PLAIN, PLAIN_SITE, REWRITTEN, SKIPPED_DIAGNOSTIC, SOURCE, TIMEOUT_S, assert_no_traceback, cli_env,
+    console_script, snapshot, vjpify, write)
 
 
 @pytest.fixture
@@ -164,6 +164,24 @@ def test_stdin_to_stdout(tmp_path):
   assert result.stdout == REWRITTEN.encode()
   assert 'Rewriting' not in result.stderr
   assert f'-{SKIPPED_DIAGNOSTIC}' in result.stderr
+
+
+def test_fn_is_compiled_unless_no_jit(tmp_path):
+  compiled_run = vjpify('-', cwd=tmp_path, stdin=SOURCE.encode()).stdout.decode()
+  assert COMPILED_SITE in compiled_run
+  assert 'from vjpify.runtime import compiled, grad_from_vjp\n' in compiled_run
+  plain_run = vjpify('--no-jit', '-', cwd=tmp_path, stdin=SOURCE.encode()).stdout.decode()
+  assert PLAIN_SITE in plain_run
+  assert 'from vjpify.runtime import grad_from_vjp\n' in plain_run
+
+
+def test_no_jit_reaches_worker_processes(tmp_path):
+  for i in range(4):
+    write(tmp_path / f'model{i}.py', SOURCE)
+  result = vjpify('--no-jit', '--jobs=2', '.', cwd=tmp_path)
+  assert result.returncode == 1, result.stderr
+  for i in range(4):
+    assert PLAIN_SITE in (tmp_path / f'model{i}.py').read_text()
 
 
 def test_stdin_unchanged_is_echoed(tmp_path):

@@ -2,8 +2,10 @@
 
 Each ``fixtures/<group>/<case>/`` holds ``input.py``, ``expected.py`` (absent
 when the file must come out byte for byte unchanged) and ``warnings.txt`` (the
-exact diagnostics, one per line; absent when none are expected). The exec
-group belongs to the behavioural tests and is not read here.
+exact diagnostics, one per line; absent when none are expected), and
+``options.txt`` (command-line options for the case, such as ``--no-jit``;
+absent for the defaults). The exec group belongs to the behavioural tests
+and is not read here.
 
 Run with ``VJPIFY_OVERWRITE=1`` to regenerate the golden files from the
 current transformer, then review the diff by eye.
@@ -21,6 +23,7 @@ import pytest
 
 import vjpify.runtime
 from vjpify.transformer import transform_source
+from vjpify.transformer.cli import _parser
 from vjpify.transformer.diagnostics import REWRITTEN
 from vjpify.transformer.targets import RUNTIME_HELPERS
 
@@ -70,10 +73,17 @@ def _overwrite(case: pathlib.Path, source: str, code: str, diagnostics: list[str
     warnings.unlink(missing_ok=True)
 
 
+def _options(case: pathlib.Path) -> dict:
+  """The API keywords that the case's command-line options stand for."""
+  flags = _read(case / 'options.txt').split() if (case / 'options.txt').exists() else []
+  return {'jit': _parser().parse_args([*flags, INPUT_PATH]).jit}
+
+
 @pytest.mark.parametrize('case', _cases())
 def test_fixture(case: pathlib.Path) -> None:
   source = _read(case / 'input.py')
-  result = transform_source(source, INPUT_PATH)
+  options = _options(case)
+  result = transform_source(source, INPUT_PATH, **options)
   diagnostics = _diagnostics(result)
   if OVERWRITE:
     _overwrite(case, source, result.code, diagnostics)
@@ -84,7 +94,7 @@ def test_fixture(case: pathlib.Path) -> None:
   if expected_file.exists():
     assert expected != source, 'expected.py equals input.py; delete it instead'
 
-  again = transform_source(result.code, INPUT_PATH)
+  again = transform_source(result.code, INPUT_PATH, **options)
   assert again.code == result.code, 'transforming the output changed it again'
   # Added imports move lines, so compare what was reported, not where.
   assert _reasons(again) == _reasons(result)

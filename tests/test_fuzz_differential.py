@@ -41,6 +41,8 @@ BASE = Spec(layers=(('dense', 2),), batch=2, features=3, transform='grad', has_a
     pytest.param(dataclasses.replace(BASE, layers=(('counter', 1), ('noise', 1)), holder='self', rngs="'dropout'"),
                  id='rng_filter_excludes_noise'),
     pytest.param(dataclasses.replace(BASE, loss='vector', holder='setup'), id='non_scalar_loss'),
+    pytest.param(dataclasses.replace(BASE, layers=(('dropout', 1), ('batchnorm', 1)), mutable=('batch_stats',),
+                                     compiled=False), id='plain_vjp_bit_for_bit'),
 ])
 def test_chosen_modules_behave_the_same_after_rewriting(tmp_path, spec):
   check(spec, tmp_path)
@@ -56,6 +58,9 @@ def test_comparison_catches_a_differing_leaf():
     assert_same(same, {'a': jnp.ones(2), 'b': ('raised', 'TypeError: x')})
   with pytest.raises(AssertionError):
     assert_same(same, {'a': jnp.ones((2,)), 'b': same['b'], 'c': 1})
+  assert_same(same, {'a': jnp.ones(2) * (1 + 1e-7), 'b': same['b']}, tolerance=fuzz_modules.COMPILED_TOLERANCE)
+  with pytest.raises(AssertionError):
+    assert_same(same, {'a': jnp.ones(2) * (1 + 1e-5), 'b': same['b']}, tolerance=fuzz_modules.COMPILED_TOLERANCE)
 
 
 def test_rendered_programs_compile():

@@ -131,7 +131,7 @@ def _parse_error(code: str, path: str, error) -> TransformError:
       'the file compiles, so please report this with the file'))
 
 
-def transform_source(code: str, path: str = '<string>', *, prefilter: bool = True) -> TransformResult:
+def transform_source(code: str, path: str = '<string>', *, prefilter: bool = True, jit: bool = True) -> TransformResult:
   """Rewrites every provably safe site in ``code``.
 
   Note that sites the pass cannot prove safe are left byte for byte as they
@@ -142,6 +142,10 @@ def transform_source(code: str, path: str = '<string>', *, prefilter: bool = Tru
     path: shown in diagnostics.
     prefilter: skip the full pass for files that cannot hold a site (see
       ``vjpify.transformer.prefilter``); the result is the same either way.
+    jit: wrap each site's ``fn`` in ``vjpify.runtime.compiled``, so that
+      eager calls run as one cached ``jax.jit`` program, with values equal to
+      ``nn.grad``'s up to float rounding; False for plain ``nn.vjp`` code,
+      bit for bit like ``nn.grad`` and as slow.
 
   Returns:
     A :class:`TransformResult`.
@@ -158,7 +162,7 @@ def transform_source(code: str, path: str = '<string>', *, prefilter: bool = Tru
 
   try:
     tree = cst.parse_module(code)
-    command = LowerGradToVjp(CodemodContext(filename=path))
+    command = LowerGradToVjp(CodemodContext(filename=path), jit=jit)
     new_code = command.transform_module(tree).code
   except cst.ParserSyntaxError as error:
     raise _parse_error(code, path, error) from None
@@ -187,7 +191,7 @@ def transform_source(code: str, path: str = '<string>', *, prefilter: bool = Tru
   return TransformResult(new_code, sites, code)
 
 
-def transform_bytes(data: bytes, path: str = '<bytes>') -> FileResult:
+def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool = True) -> FileResult:
   """Rewrites the contents of a Python file given as bytes.
 
   Note that the file is decoded as Python decodes it (BOM, coding
@@ -197,6 +201,7 @@ def transform_bytes(data: bytes, path: str = '<bytes>') -> FileResult:
   Args:
     data: the file's bytes.
     path: shown in diagnostics.
+    jit: as for :func:`transform_source`.
 
   Returns:
     A :class:`FileResult`; nothing is written.
@@ -209,7 +214,7 @@ def transform_bytes(data: bytes, path: str = '<bytes>') -> FileResult:
     text, encoding = decode_source(data)
   except SourceProblem as problem:
     raise file_error(path, problem) from None
-  result = transform_source(text, path)
+  result = transform_source(text, path, jit=jit)
   if not result.changed:
     return FileResult(path, data, data, result.sites, encoding)
   try:
@@ -222,7 +227,7 @@ def transform_bytes(data: bytes, path: str = '<bytes>') -> FileResult:
   return FileResult(path, data, code, result.sites, encoding)
 
 
-def transform_file(path: str, *, write: bool = False) -> FileResult:
+def transform_file(path: str, *, write: bool = False, jit: bool = True) -> FileResult:
   """Rewrites one Python file, in place if ``write``.
 
   Note that the file is replaced atomically (a temporary file in the same
@@ -231,6 +236,7 @@ def transform_file(path: str, *, write: bool = False) -> FileResult:
   Args:
     path: the file.
     write: write the result back to ``path``.
+    jit: as for :func:`transform_source`.
 
   Returns:
     A :class:`FileResult`; ``destination`` is ``path`` if it was written.
@@ -242,7 +248,7 @@ def transform_file(path: str, *, write: bool = False) -> FileResult:
     data = read_source(path)
   except SourceProblem as problem:
     raise file_error(path, problem) from None
-  result = transform_bytes(data, path)
+  result = transform_bytes(data, path, jit=jit)
   if write and result.changed:
     try:
       write_atomically(path, result.code)

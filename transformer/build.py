@@ -11,6 +11,12 @@ through the runtime helper that reduces the gradients over those axes::
     grad_from_vjp(vjp_with_reduce_axes(nn.vjp, fn, mdl, *primals, reduce_axes=axes,
                                        vjp_variables=False, multi_scope=True))
 
+Unless the caller opts out, ``fn`` is wrapped in the runtime's ``compiled``,
+which runs it through a cached ``jax.jit`` on eager calls::
+
+    grad_from_vjp(nn.vjp(compiled(fn), mdl, *primals, **options,
+                         vjp_variables=False, multi_scope=True))
+
 The user's argument nodes are reused as they are, so expressions, comments and
 layout survive; only an empty ``reduce_axes`` is dropped and a ``**mapping``
 is routed through the runtime's keyword check. The new keywords follow the
@@ -186,20 +192,25 @@ def shifted(node: cst.ParenthesizedWhitespace | cst.EmptyLine, columns: int) -> 
   return node.with_changes(last_line=cst.SimpleWhitespace(node.last_line.value + ' ' * columns))
 
 
-def continuation_lines(call: cst.Call, range_of: Callable[[cst.CSTNode], CodeRange | None]) -> list[cst.CSTNode]:
+def continuation_lines(call: cst.Call, range_of: Callable[[cst.CSTNode], CodeRange | None],
+                       ) -> list[tuple[cst.CSTNode, int]]:
   """The line breaks and comment lines in ``call``'s arguments that line up
   at or right of its first argument, when that argument is on the line of
-  the opening bracket; ``range_of`` gives source positions."""
+  the opening bracket, each with the column it lines up at; ``range_of``
+  gives source positions."""
   if not call.args or isinstance(call.whitespace_before_args, cst.ParenthesizedWhitespace):
     return []
   first = range_of(call.args[0])
   if first is None:
     return []
-  found: list[cst.CSTNode] = []
+  found: list[tuple[cst.CSTNode, int]] = []
 
-  def lines_up(node: cst.CSTNode | None, end: bool) -> bool:
+  def aligned_column(node: cst.CSTNode | None, end: bool) -> int | None:
     where = range_of(node) if node is not None else None
-    return where is not None and (where.end if end else where.start).column >= first.start.column
+    if where is None:
+      return None
+    column = (where.end if end else where.start).column
+    return column if column >= first.start.column else None
 
   class _Collect(cst.CSTVisitor):
 
@@ -208,16 +219,27 @@ def continuation_lines(call: cst.Call, range_of: Callable[[cst.CSTNode], CodeRan
 
     def visit_ParenthesizedWhitespace(self, node: cst.ParenthesizedWhitespace) -> None:
       # The break ends where the next line's text starts.
-      if lines_up(node, end=True):
-        found.append(node)
+      if (column := aligned_column(node, end=True)) is not None:
+        found.append((node, column))
 
     def visit_EmptyLine(self, node: cst.EmptyLine) -> None:
-      if lines_up(node.comment, end=False):
-        found.append(node)
+      if (column := aligned_column(node.comment, end=False)) is not None:
+        found.append((node, column))
 
   for arg in call.args:
     arg.visit(_Collect())
   return found
+
+
+def wrapped_fn_shift(column: int, fn: CodeRange, first_line: int, compile_helper: str) -> int:
+  """How much further right the text at ``column`` of the call's first line
+  moves once ``fn``, whose source range is given, is wrapped in
+  ``compile_helper(...)``: nothing before it or at its start, the helper's
+  name and bracket inside it, and the closing bracket too after it."""
+  if fn.start.line != first_line or column <= fn.start.column:
+    return 0
+  inside = fn.end.line != first_line or column < fn.end.column
+  return len(compile_helper) + (1 if inside else 2)
 
 
 def _with_vjp_first(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizableWhitespace,
@@ -236,6 +258,27 @@ def _with_vjp_first(args: Sequence[cst.Arg], before_args: cst.BaseParenthesizabl
   return (cst.Arg(vjp_func, comma=lead), *args), before_args
 
 
+def fn_argument(args: Sequence[cst.Arg]) -> int | None:
+  """The index of the argument that passes ``fn``, or None when it may come
+  from an unpacked ``*sequence`` or ``**mapping``."""
+  for index, arg in enumerate(args):
+    if arg.keyword is not None and arg.keyword.value == 'fn':
+      return index
+  first = args[0] if args else None
+  if first is not None and not first.star and first.keyword is None:
+    return 0
+  return None
+
+
+def _compiled_fn(args: list[cst.Arg], compile_helper: str) -> list[cst.Arg]:
+  index = fn_argument(args)
+  if index is None:
+    return args
+  fn = args[index]
+  args[index] = fn.with_changes(value=cst.Call(func=cst.Name(compile_helper), args=(cst.Arg(fn.value),)))
+  return args
+
+
 def lowered_call(
     call: cst.Call,
     transform: str,
@@ -246,6 +289,7 @@ def lowered_call(
     own_line: bool = False,
     hang: str | None = None,
     reduce_helper: str | None = None,
+    compile_helper: str | None = None,
 ) -> cst.Call:
   """The expression that replaces ``call``; evaluation order is unchanged.
 
@@ -255,12 +299,15 @@ def lowered_call(
   arguments of a one-line call to, on a line after the opening bracket.
   With ``reduce_helper``, ``reduce_axes`` is kept and the call goes through
   that helper, which takes ``vjp_func`` as its first argument; without it,
-  an empty ``reduce_axes`` is dropped.
+  an empty ``reduce_axes`` is dropped. With ``compile_helper``, the argument
+  that passes ``fn`` is wrapped in a call to it.
   """
   if reduce_helper is None:
     args, before_args = drop_reduce_axes(call.args, call.whitespace_before_args)
   else:
     args, before_args = list(call.args), call.whitespace_before_args
+  if compile_helper is not None:
+    args = _compiled_fn(args, compile_helper)
   if hang is not None:
     before_args = cst.ParenthesizedWhitespace(indent=False, last_line=cst.SimpleWhitespace(hang))
   args = [

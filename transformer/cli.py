@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
   mode.add_argument('--exclude', action='append', default=[], metavar='GLOB',
                     help='skip paths or names matching GLOB (repeatable); '
                          f'always skipped inside folders: {", ".join(DEFAULT_EXCLUDES)}, virtual environments')
+  mode.add_argument('--no-jit', dest='jit', action='store_false',
+                    help="leave fn as it is rather than wrap it in vjpify.runtime's cached jax.jit: eager "
+                         'gradients then match nn.grad bit for bit, and run as slowly')
   mode.add_argument('--exit-zero-even-if-changed', action='store_true',
                     help='exit 0 after rewriting files, as long as there was no error')
   shown = parser.add_argument_group('output')
@@ -127,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
   summary = Summary()
   color = color_wanted(args.color, sys.stdout)
   with Console(len(tasks), progress_wanted(args.quiet, sys.stderr)) as console:
-    for task, result in run(tasks, jobs=args.jobs or default_jobs(), fresh_workers=False):
+    for task, result in run(tasks, jobs=args.jobs or default_jobs(), fresh_workers=False, jit=args.jit):
       summary.add(result, task.python)
       _show(console, args, task, result, color)
       console.advance()

@@ -4,10 +4,13 @@ import bookkeeping together; the decisions live in the modules it calls.
 Usable with LibCST's own runner::
 
     python -m libcst.tool codemod -x vjpify.transformer.command.LowerGradToVjp src/
+
+(add ``--no-jit`` there to leave ``fn`` unwrapped).
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import dataclasses
 import functools
@@ -19,14 +22,14 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
 from vjpify.transformer.build import (
-    continuation_lines, hanging_indent, hugs_arguments, keywords_line_width, line_limit, lowered_call, preferred_quote,
-    shifted)
+    continuation_lines, fn_argument, hanging_indent, hugs_arguments, keywords_line_width, line_limit, lowered_call,
+    preferred_quote, shifted, wrapped_fn_shift)
 from vjpify.transformer.diagnostics import REWRITTEN, SKIPPED, Site
 from vjpify.transformer.imports import ImportPlanner, OrderedAddImportsVisitor
 from vjpify.transformer.modules import ModuleClasses, module_classes
 from vjpify.transformer.sites import (
     Verdict, enclosing_fstrings, keeps_reduce_axes, site_problem, string_quote, transform_of)
-from vjpify.transformer.targets import EXTRACTION_HELPER, KWARGS_HELPER, REDUCE_AXES_HELPER
+from vjpify.transformer.targets import COMPILE_HELPER, EXTRACTION_HELPER, KWARGS_HELPER, REDUCE_AXES_HELPER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,8 @@ class _Plan:
   quote: str = "'"
   # Set where reduce_axes is kept: the helper that reduces over its axes.
   reduce_helper: str | None = None
+  # Set where fn is wrapped: the helper that compiles it.
+  compile_helper: str | None = None
 
 
 class LowerGradToVjp(VisitorBasedCodemodCommand):
@@ -48,8 +53,18 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
 
   METADATA_DEPENDENCIES = (ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider)
 
-  def __init__(self, context: CodemodContext) -> None:
+  @staticmethod
+  def add_args(arg_parser: argparse.ArgumentParser) -> None:
+    arg_parser.add_argument(
+        '--no-jit', dest='jit', action='store_false',
+        help="leave fn as it is rather than wrap it in vjpify.runtime's cached jax.jit")
+
+  def __init__(self, context: CodemodContext, jit: bool = True) -> None:
+    """``jit``: wrap each site's ``fn`` in the runtime's ``compiled``, so that
+    eager calls run one compiled program (values then match ``nn.grad`` to
+    float rounding rather than bit for bit)."""
     super().__init__(context)
+    self._jit = jit
     self.sites: list[Site] = []
     self._module_classes = ModuleClasses(frozenset(), {})
     self._planner: ImportPlanner | None = None
@@ -141,14 +156,31 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
           plan, kwargs_helper=planner.runtime_helper(KWARGS_HELPER, site_scope), quote=self._string_quote(node))
     if keeps_reduce_axes(node):
       plan = dataclasses.replace(plan, reduce_helper=planner.runtime_helper(REDUCE_AXES_HELPER, site_scope))
-    # How much further right the first argument now starts.
-    prefix = (f'{helper}({plan.reduce_helper}({code_for(vjp_func)}, ' if plan.reduce_helper
-              else f'{helper}({code_for(vjp_func)}(')
-    shift = len(prefix) - len(f'{code_for(node.func)}(')
-    if shift > 0:
-      self._shifts.update(dict.fromkeys(continuation_lines(node, self._range_of), shift))
+    elif self._jit and fn_argument(node.args) is not None:
+      # Under vmap, where reduce_axes matters, compiled would not compile.
+      plan = dataclasses.replace(plan, compile_helper=planner.runtime_helper(COMPILE_HELPER, site_scope))
+    self._plan_shifts(node, plan)
     planner.release_grad_import(node.func, site_scope)
     return plan
+
+  def _plan_shifts(self, node: cst.Call, plan: _Plan) -> None:
+    """Moves the continuation lines that line up with text on the call's
+    first line by as much as that text moves."""
+    code_for = self._module.code_for_node
+    # How much further right the first argument now starts.
+    prefix = (f'{plan.helper}({plan.reduce_helper}({code_for(plan.vjp_func)}, ' if plan.reduce_helper
+              else f'{plan.helper}({code_for(plan.vjp_func)}(')
+    shift = len(prefix) - len(f'{code_for(node.func)}(')
+    fn = None
+    if plan.compile_helper is not None:
+      fn = self._range_of(node.args[fn_argument(node.args)].value)
+    lines = continuation_lines(node, self._range_of)
+    # Found only when the first argument is on the opening bracket's line.
+    first_line = self._range_of(node.args[0]).start.line if lines else 0
+    for line, column in lines:
+      columns = shift + (wrapped_fn_shift(column, fn, first_line, plan.compile_helper) if fn else 0)
+      if columns > 0:
+        self._shifts[line] += columns
 
   def visit_Call(self, node: cst.Call) -> None:
     self._callees.add(node.func)
@@ -172,7 +204,7 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     self._record(original_node, transform, REWRITTEN, reason)
     build = functools.partial(
         lowered_call, updated_node, transform, plan.vjp_func, plan.helper, plan.kwargs_helper, plan.quote,
-        reduce_helper=plan.reduce_helper)
+        reduce_helper=plan.reduce_helper, compile_helper=plan.compile_helper)
     return self._laid_out(original_node, build)
 
   def _laid_out(self, original: cst.Call, build: Callable[..., cst.Call]) -> cst.Call:

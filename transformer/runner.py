@@ -81,10 +81,10 @@ def _worker_died(path: str, data: bytes, exitcode: int | None) -> FileResult:
       f'file left unchanged; {advice}'))
 
 
-def transform_one(path: str, data: bytes) -> FileResult:
+def transform_one(path: str, data: bytes, jit: bool = True) -> FileResult:
   """Transforms one file's bytes; problems become an error site, never an exception."""
   try:
-    return transform_bytes(data, path)
+    return transform_bytes(data, path, jit=jit)
   except TransformError as error:
     return _failed(path, data, error.site)
   except Exception as error:  # A bug in the pass must cost one file, not the run.
@@ -95,9 +95,9 @@ def _ignore_interrupts() -> None:
   signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _transform_and_send(connection, path: str, data: bytes) -> None:
+def _transform_and_send(connection, path: str, data: bytes, jit: bool) -> None:
   _ignore_interrupts()
-  connection.send(transform_one(path, data))
+  connection.send(transform_one(path, data, jit))
   connection.close()
 
 
@@ -155,8 +155,9 @@ class _Runner:
   """Starts each task: reads and prefilters it here, and transforms it
   here or, from the second file that needs it, in a pool of workers."""
 
-  def __init__(self, jobs: int, fresh_workers: bool):
+  def __init__(self, jobs: int, fresh_workers: bool, jit: bool):
     self._jobs = jobs
+    self._jit = jit
     self._fresh_workers = fresh_workers
     self._candidates = 0
     self._pool = None
@@ -184,7 +185,7 @@ class _Runner:
     # fork is done.
     with interrupts_held():
       self._pool = self._pool or self._start_pool()
-      future = self._pool.submit(transform_one, path, data)
+      future = self._pool.submit(transform_one, path, data, self._jit)
     item = _InWorker(self, path, data, future)
     self._in_pool.append(item)
     return item
@@ -193,7 +194,7 @@ class _Runner:
     self._candidates += 1
     # One file is not worth starting worker processes for.
     if self._pool is None and (self._jobs == 1 or self._candidates == 1):
-      return _Done(transform_one(path, data))
+      return _Done(transform_one(path, data, self._jit))
     try:
       return self._submit(path, data)
     except BrokenProcessPool:  # A worker died since the last file went to the pool.
@@ -203,7 +204,7 @@ class _Runner:
   def _transform_alone(self, path: str, data: bytes) -> FileResult:
     context = self._context()
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_transform_and_send, args=(sender, path, data), daemon=True)
+    process = context.Process(target=_transform_and_send, args=(sender, path, data, self._jit), daemon=True)
     with interrupts_held():
       process.start()
     try:
@@ -289,7 +290,8 @@ def _settle(task: Task, pending) -> FileResult:
   return _write(task, pending.result())
 
 
-def run(tasks: Sequence[Task], *, jobs: int = 1, fresh_workers: bool = True) -> Iterator[tuple[Task, FileResult]]:
+def run(tasks: Sequence[Task], *, jobs: int = 1, fresh_workers: bool = True,
+        jit: bool = True) -> Iterator[tuple[Task, FileResult]]:
   """Processes ``tasks`` and writes their results, yielding each as it is
   written, in the order of ``tasks``.
 
@@ -303,8 +305,9 @@ def run(tasks: Sequence[Task], *, jobs: int = 1, fresh_workers: bool = True) -> 
       forking this process, which is only safe while it runs no threads (a
       process that uses JAX does); the command line, which never does, says
       False to save the start-up.
+    jit: as for :func:`vjpify.transformer.transform_source`.
   """
-  runner = _Runner(jobs, fresh_workers)
+  runner = _Runner(jobs, fresh_workers, jit)
   window: collections.deque = collections.deque()
   try:
     for task in tasks:
@@ -327,6 +330,7 @@ def transform_tree(
     exclude: Sequence[str] = (),
     copy_other_files: bool = False,
     jobs: int = 1,
+    jit: bool = True,
 ) -> list[FileResult]:
   """Transforms every ``*.py`` file under ``paths``.
 
@@ -350,6 +354,7 @@ def transform_tree(
     exclude: globs matched against each path and base name.
     copy_other_files: with ``out_dir``, mirror the non-Python files too.
     jobs: worker processes.
+    jit: as for :func:`vjpify.transformer.transform_source`.
 
   Returns:
     One :class:`FileResult` per Python file, in walk order.
@@ -362,4 +367,4 @@ def transform_tree(
     raise ValueError('write=True and out_dir both given; choose one')
   tasks = plan(paths, out_dir=out_dir, write=write or out_dir is not None,
                exclude=exclude, copy_other_files=copy_other_files)
-  return [result for task, result in run(tasks, jobs=jobs) if task.python]
+  return [result for task, result in run(tasks, jobs=jobs, jit=jit) if task.python]

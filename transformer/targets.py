@@ -30,7 +30,9 @@ EXTRACTION_HELPER = {'grad': 'grad_from_vjp', 'value_and_grad': 'value_and_grad_
 KWARGS_HELPER = 'vjp_kwargs'
 # Called with flax's vjp first, at sites whose reduce_axes is kept.
 REDUCE_AXES_HELPER = 'vjp_with_reduce_axes'
-RUNTIME_HELPERS = frozenset({*EXTRACTION_HELPER.values(), KWARGS_HELPER, REDUCE_AXES_HELPER})
+# Wraps ``fn`` so that eager calls run through a cached jax.jit.
+COMPILE_HELPER = 'compiled'
+RUNTIME_HELPERS = frozenset({*EXTRACTION_HELPER.values(), KWARGS_HELPER, REDUCE_AXES_HELPER, COMPILE_HELPER})
 
 # Keywords added to every emitted nn.vjp call: differentiate no variable (as
 # nn.grad does) and lift every scope that the module reaches (nn.grad lifts
