@@ -21,6 +21,7 @@ site.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 
 from vjpify.transformer.diagnostics import ERROR, Site
@@ -131,7 +132,39 @@ def _parse_error(code: str, path: str, error) -> TransformError:
       'the file compiles, so please report this with the file'))
 
 
-def transform_source(code: str, path: str = '<string>', *, prefilter: bool = True, jit: bool = True) -> TransformResult:
+def _run_pass(code: str, path: str, jit: bool, original_code: str | None = None) -> tuple[str, list[Site]]:
+  import libcst as cst
+  from libcst.codemod import CodemodContext
+
+  from vjpify.transformer.command import LowerGradToVjp
+
+  command = LowerGradToVjp(CodemodContext(filename=path), jit=jit, original_code=original_code)
+  return command.transform_module(cst.parse_module(code)).code, command.sites
+
+
+def _run_pass_reduced(code: str, path: str, jit: bool) -> tuple[str, list[Site]] | None:
+  """The pass's result on the whole file, computed on a cut-down copy; None
+  when no copy can be made or the pass cannot run on it."""
+  import libcst as cst
+
+  from vjpify.transformer.reduction import reduce_source
+
+  try:
+    reduction = reduce_source(code, ast.parse(code))
+  except (SyntaxError, ValueError, RecursionError, MemoryError):
+    return None
+  if reduction is None:
+    return None
+  try:
+    new_code, sites = _run_pass(reduction.code, path, jit, code)
+  except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError):
+    return None  # the whole file gets the same error, with its own positions
+  restored = reduction.restore(new_code)
+  return None if restored is None else (restored, sites)
+
+
+def transform_source(code: str, path: str = '<string>', *, prefilter: bool = True, jit: bool = True,
+                     reduce: bool = True) -> TransformResult:
   """Rewrites every provably safe site in ``code``.
 
   Note that sites the pass cannot prove safe are left byte for byte as they
@@ -146,6 +179,9 @@ def transform_source(code: str, path: str = '<string>', *, prefilter: bool = Tru
       eager calls run as one cached ``jax.jit`` program, with values equal to
       ``nn.grad``'s up to float rounding; False for plain ``nn.vjp`` code,
       bit for bit like ``nn.grad`` and as slow.
+    reduce: run the pass on a copy with the functions and classes that
+      cannot hold a site cut down to stubs (see
+      ``vjpify.transformer.reduction``); the result is the same either way.
 
   Returns:
     A :class:`TransformResult`.
@@ -156,14 +192,10 @@ def transform_source(code: str, path: str = '<string>', *, prefilter: bool = Tru
   if prefilter and not may_hold_sites(code):
     return TransformResult(code, (), code)
   import libcst as cst
-  from libcst.codemod import CodemodContext
-
-  from vjpify.transformer.command import LowerGradToVjp
 
   try:
-    tree = cst.parse_module(code)
-    command = LowerGradToVjp(CodemodContext(filename=path), jit=jit)
-    new_code = command.transform_module(tree).code
+    done = _run_pass_reduced(code, path, jit) if reduce else None
+    new_code, found = done or _run_pass(code, path, jit)
   except cst.ParserSyntaxError as error:
     raise _parse_error(code, path, error) from None
   except cst.CSTValidationError as error:
@@ -183,7 +215,7 @@ def transform_source(code: str, path: str = '<string>', *, prefilter: bool = Tru
         path, 1, 1, 'file', ERROR,
         'nested too deeply for the pass (Python recursion limit reached); '
         'file left unchanged; split the deepest expression or elif chain to have it rewritten')) from None
-  sites = tuple(sorted(command.sites, key=lambda s: (s.line, s.column)))
+  sites = tuple(sorted(found, key=lambda s: (s.line, s.column)))
   if new_code != code:
     error = _rewrite_error(new_code, code, path, sites)
     if error:

@@ -59,12 +59,15 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
         '--no-jit', dest='jit', action='store_false',
         help="leave fn as it is rather than wrap it in vjpify.runtime's cached jax.jit")
 
-  def __init__(self, context: CodemodContext, jit: bool = True) -> None:
+  def __init__(self, context: CodemodContext, jit: bool = True, original_code: str | None = None) -> None:
     """``jit``: wrap each site's ``fn`` in the runtime's ``compiled``, so that
     eager calls run one compiled program (values then match ``nn.grad`` to
-    float rounding rather than bit for bit)."""
+    float rounding rather than bit for bit). ``original_code``: the whole
+    file, when the module transformed is a cut-down copy of it (see
+    ``vjpify.transformer.reduction``); layout follows the whole file."""
     super().__init__(context)
     self._jit = jit
+    self._original_code = original_code
     self.sites: list[Site] = []
     self._module_classes = ModuleClasses(frozenset(), {})
     self._planner: ImportPlanner | None = None
@@ -138,7 +141,8 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
 
   def _string_quote(self, call: cst.Call) -> str:
     if self._quote is None:
-      self._quote = preferred_quote(self._module)
+      whole = self._module if self._original_code is None else cst.parse_module(self._original_code)
+      self._quote = preferred_quote(whole)
     return string_quote(enclosing_fstrings(call, self._parent_of), self._quote) or self._quote
 
   def _plan(self, node: cst.Call, verdict: Verdict) -> _Plan:
@@ -213,7 +217,7 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     line of their own; a lone one-line call breaks after its bracket."""
     lowered = build()
     if self._lines is None:
-      code = self._module.code
+      code = self._module.code if self._original_code is None else self._original_code
       self._lines = code.splitlines()
       self._line_limit = line_limit(code)
     limit = self._line_limit

@@ -1,0 +1,207 @@
+"""The pass run on a cut-down copy of a file must give exactly what it gives
+on the whole file: the same text, the same sites, the same errors.
+
+The copy (``vjpify.transformer.reduction``) only exists to make the pass
+faster; every way of comparing here runs both and demands equality, over
+every fixture, generated and mutated Module sources, and real flax files
+with sites planted in them.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from vjpify.transformer import TransformError, transform_source
+from vjpify.transformer.reduction import reduce_source
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / 'scripts'))
+sys.path.insert(0, str(REPO / 'tests'))
+import inject_sites  # noqa: E402
+from test_properties import module_sources, mutated_fixtures  # noqa: E402
+
+SOURCES = sorted([*REPO.glob('fixtures/*/*/*.py'), *REPO.glob('fixtures/exec/*.py'), *REPO.glob('examples/*.py')])
+
+
+def _outcome(code: str, reduce: bool) -> tuple:
+  try:
+    result = transform_source(code, 'input.py', reduce=reduce)
+  except TransformError as error:
+    return 'error', error.site.format()
+  return result.code, [site.format() for site in result.sites]
+
+
+def assert_same_either_way(code: str) -> None:
+  assert _outcome(code, reduce=True) == _outcome(code, reduce=False)
+
+
+def test_there_are_sources_to_compare():
+  assert len(SOURCES) > 200
+
+
+@pytest.mark.parametrize('path', SOURCES, ids=lambda p: str(p.relative_to(REPO / 'fixtures'))
+                         if 'fixtures' in p.parts else p.name)
+def test_fixtures_come_out_the_same_either_way(path):
+  assert_same_either_way(path.read_bytes().decode('utf-8'))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(module_sources())
+def test_generated_modules_come_out_the_same_either_way(source):
+  assert_same_either_way(source[0])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_fixtures())
+def test_mutated_fixtures_come_out_the_same_either_way(code):
+  assert_same_either_way(code)
+
+
+def _flax_file(name: str) -> pathlib.Path:
+  (path,) = [p for p in inject_sites.default_files() if p.parts[-2:] == ('linen', name)]
+  return path
+
+
+@pytest.mark.parametrize('name', ['activation.py', 'stochastic.py', 'recurrent.py'])
+def test_planted_flax_files_come_out_the_same_either_way(name):
+  # Sites in every method: little is cut, but much is checked.
+  code, planted = inject_sites.plant_sites(_flax_file(name).read_text(), seed=0)
+  assert planted
+  assert_same_either_way(code)
+
+
+# A Module with a site, added to a real file, as the benchmarks do.
+SITE_CLASS = '''
+
+import flax.linen as _site_nn
+
+
+class _Site(_site_nn.Module):
+
+  @_site_nn.compact
+  def __call__(self, x):
+    return _site_nn.grad(lambda mdl, x: mdl(x).sum(), _site_nn.Dense(3), x)
+'''
+
+
+@pytest.mark.parametrize('name', ['activation.py', 'pooling.py', 'recurrent.py', 'attention.py', 'module.py'])
+def test_flax_files_with_a_site_added_come_out_the_same_either_way(name):
+  code = _flax_file(name).read_text() + SITE_CLASS
+  reduction = reduce_source(code, ast.parse(code))
+  assert reduction is not None and reduction.originals  # something was cut
+  assert_same_either_way(code)
+
+
+@pytest.mark.slow
+def test_every_planted_flax_file_comes_out_the_same_either_way():
+  for path in inject_sites.default_files():
+    for seed in range(3):
+      code, _ = inject_sites.plant_sites(path.read_text(), seed=seed)
+      assert_same_either_way(code)
+
+
+# What the copy looks like, and when it is refused.
+
+WHOLE = '''\
+import flax.linen as nn
+
+@decorator(
+    1)
+def helper(a,
+           b):
+  """Doc."""
+  return a + b  # comment
+
+
+class Base(nn.Module, metaclass=Meta):
+  x: int = 1
+
+
+class Model(Base):
+
+  def other(self, x):
+    return x
+
+  def __call__(self, x):
+    return nn.grad(helper, self, x)
+def one_line(): return 1
+'''
+
+CUT = '''\
+import flax.linen as nn
+
+def helper():  #vjpify-stub-0-3
+  ...  #vjpify-stub-0-4
+#vjpify-stub-0-5
+#vjpify-stub-0-6
+#vjpify-stub-0-7
+#vjpify-stub-0-8
+
+
+class Base(nn.Module, metaclass=Meta):  #vjpify-stub-0-11
+  ...  #vjpify-stub-0-12
+
+
+class Model(Base):
+
+  def other():  #vjpify-stub-0-17
+    ...  #vjpify-stub-0-18
+
+  def __call__(self, x):
+    return nn.grad(helper, self, x)
+def one_line(): return 1
+'''
+
+
+def test_definitions_without_sites_become_stubs_on_the_same_lines():
+  reduction = reduce_source(WHOLE, ast.parse(WHOLE))
+  assert reduction.code == CUT
+  assert reduction.restore(reduction.code) == WHOLE
+
+
+def test_line_endings_are_kept():
+  crlf = WHOLE.replace('\n', '\r\n')
+  reduction = reduce_source(crlf, ast.parse(crlf))
+  assert reduction.code == CUT.replace('\n', '\r\n')
+  assert reduction.restore(reduction.code) == crlf
+
+
+def test_the_marker_is_one_the_file_does_not_hold():
+  code = WHOLE + '# #vjpify-stub-0-\n'
+  assert '#vjpify-stub-1-3' in reduce_source(code, ast.parse(code)).code
+
+
+@pytest.mark.parametrize('definition', [
+    pytest.param('def f():\n  return grad\n', id='mentions_grad'),
+    pytest.param('def f():\n  return vjp_kwargs\n', id='mentions_a_helper_name'),
+    pytest.param('def f():\n  compiled = 1\n', id='binds_a_helper_name'),
+    pytest.param('def f():\n  global nn\n  nn = 1\n', id='global'),
+    pytest.param('def f():\n  x = 1\n  def g():\n    nonlocal x\n    x = 2\n', id='nonlocal'),
+    pytest.param('def f():\n  return g(1)\n', id='uses_a_grad_import_alias'),
+    pytest.param('def f(): return 1\n', id='one_line'),
+    pytest.param('def f(a,\n      b): return a\n', id='suite_after_a_long_header'),
+])
+def test_definitions_that_stay_whole(definition):
+  code = f'from flax.linen import grad as g\n\n{definition}'
+  assert reduce_source(code, ast.parse(code)) is None
+
+
+def test_lone_carriage_returns_are_refused():
+  code = 'def f():\r  return 1\n'
+  assert reduce_source(code, ast.parse(code)) is None
+
+
+@pytest.mark.parametrize('edit', [
+    pytest.param(lambda code: code.replace('  ...  #vjpify-stub-0-4', '  pass  #vjpify-stub-0-4'), id='changed'),
+    pytest.param(lambda code: code.replace('#vjpify-stub-0-5\n', ''), id='dropped'),
+    pytest.param(lambda code: code.replace('#vjpify-stub-0-5\n', '#vjpify-stub-0-5\n#vjpify-stub-0-5\n'),
+                 id='repeated'),
+])
+def test_restore_refuses_output_whose_stub_lines_moved(edit):
+  reduction = reduce_source(WHOLE, ast.parse(WHOLE))
+  assert reduction.restore(edit(reduction.code)) is None

@@ -1,0 +1,161 @@
+"""A cut-down copy of a file for the pass to analyse, and the way back.
+
+LibCST's metadata (scopes, qualified names, positions) costs many times the
+parse, over the whole file, while sites sit in a few methods. So the pass
+runs on a copy in which every function and class that cannot matter to it is
+cut down to a stub on its own lines: ``def name():`` or ``class Name(bases):``
+and ``...``, with the rest of its lines turned into marked comment lines.
+Whatever the pass reads is kept: the line and column of every kept node, the
+names each scope binds where they can matter, imports, class bases, the
+indentation of the first indented block (LibCST's default indentation) and
+every line ending. The pass's output then gets the original lines back in
+place of the stub lines, which it never changes.
+
+A function or class stays whole when its text mentions ``grad``, ``vjp`` or
+``compiled`` (sites, references to them, the names the pass may add or must
+avoid), names something a grad import binds, or declares ``global`` or
+``nonlocal`` names (which bind names in other scopes). The layout decisions
+that read the whole file (its line length, its preferred quote) are made on
+the original by the pass itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import itertools
+import re
+
+# Text that keeps a definition whole: the words of sites and of every name
+# the pass may emit (helpers, flax's vjp, their clash-avoiding variants).
+_KEEP_WORDS = re.compile(r'grad|vjp|compiled')
+_LINE = re.compile(r'[^\r\n]*(?:\r\n|\n)|[^\r\n]+\Z')
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reduction:
+  """``code``: the cut-down file; ``stubs`` and ``originals``: for each stub
+  line, by its marker, the line as in ``code`` and the line it replaced."""
+
+  code: str
+  marker: str
+  stubs: dict[str, str]
+  originals: dict[str, str]
+
+  def restore(self, output: str) -> str | None:
+    """``output`` (the pass's result on ``code``) with the original lines in
+    place of the stub lines; None when the pass changed or moved a stub line."""
+    restored = []
+    found = 0
+    for line in _LINE.findall(output):
+      at = line.find(self.marker)
+      if at < 0:
+        restored.append(line)
+        continue
+      key = line[at:].rstrip('\r\n')
+      if self.stubs.get(key) != line:
+        return None
+      restored.append(self.originals[key])
+      found += 1
+    return ''.join(restored) if found == len(self.originals) else None
+
+
+def _grad_import_names(tree: ast.Module) -> frozenset[str]:
+  """Names bound at module level by an import of something called grad-like,
+  under another name (``from flax.linen import grad as g``)."""
+  names = set()
+  for node in tree.body:
+    if isinstance(node, ast.ImportFrom):
+      names.update(a.asname for a in node.names if a.asname and _KEEP_WORDS.search(a.name))
+  return frozenset(names)
+
+
+def _leading_space(line: str) -> str:
+  return line[:len(line) - len(line.lstrip(' \t\f'))]
+
+
+class _Reducer:
+
+  def __init__(self, lines: list[str], tree: ast.Module, marker: str):
+    self._lines = lines
+    self._marker = marker
+    self._grad_names = _grad_import_names(tree)
+    self.replaced: dict[int, str] = {}
+
+  def _text(self, first: int, last: int) -> str:
+    return ''.join(self._lines[first - 1:last])
+
+  def _must_keep(self, node: ast.stmt, first: int) -> bool:
+    if getattr(node, 'type_params', None):
+      return True  # the stub could not keep the names its bases use
+    if _KEEP_WORDS.search(self._text(first, node.end_lineno)):
+      return True
+    for child in ast.walk(node):
+      if isinstance(child, (ast.Global, ast.Nonlocal)):
+        return True
+      if isinstance(child, ast.Name) and child.id in self._grad_names:
+        return True
+    return False
+
+  def _indented_body(self, node: ast.stmt) -> str | None:
+    """The leading whitespace of the first body line, when the body is an
+    indented block rather than a suite on the header's line."""
+    first = node.body[0]
+    line = self._lines[first.lineno - 1]
+    # col_offset counts UTF-8 bytes.
+    if first.lineno == node.lineno or line.encode('utf-8')[:first.col_offset].strip(b' \t\f'):
+      return None
+    return _leading_space(line)
+
+  def _stub(self, node: ast.stmt, first: int) -> None:
+    body_lead = self._indented_body(node)
+    if body_lead is None or node.end_lineno - first < 1:
+      return
+    lead = _leading_space(self._lines[first - 1])
+    if isinstance(node, ast.ClassDef):
+      arguments = [ast.unparse(b) for b in node.bases]
+      arguments += [f'{k.arg}={ast.unparse(k.value)}' if k.arg else f'**{ast.unparse(k.value)}' for k in node.keywords]
+      header = f'class {node.name}({", ".join(arguments)}):'
+    else:
+      header = f'def {node.name}():'
+    stubs = [f'{lead}{header}', f'{body_lead}...']
+    for number in range(first, node.end_lineno + 1):
+      text = stubs[number - first] if number - first < len(stubs) else ''
+      self.replaced[number] = f'{text}  {self._marker}{number}' if text else f'{self._marker}{number}'
+
+  def reduce(self, body: list[ast.stmt]) -> None:
+    for node in body:
+      if not isinstance(node, _DEFINITIONS):
+        continue
+      first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+      if self._must_keep(node, first):
+        self.reduce(node.body)
+      else:
+        self._stub(node, first)
+
+
+def reduce_source(code: str, tree: ast.Module) -> Reduction | None:
+  """The cut-down copy of ``code`` (whose ``ast`` is ``tree``), or None when
+  nothing can be cut or the file's line breaks are not plain ones."""
+  if '\r' in code.replace('\r\n', ''):
+    return None  # a lone CR ends a line for LibCST but not for this module
+  lines = _LINE.findall(code)
+  marker = next(f'#vjpify-stub-{n}-' for n in itertools.count() if f'#vjpify-stub-{n}-' not in code)
+  reducer = _Reducer(lines, tree, marker)
+  reducer.reduce(tree.body)
+  if not reducer.replaced:
+    return None
+  reduced = []
+  stubs = {}
+  originals = {}
+  for number, line in enumerate(lines, start=1):
+    new = reducer.replaced.get(number)
+    if new is None:
+      reduced.append(line)
+      continue
+    key = f'{marker}{number}'
+    stubs[key] = new + line[len(line.rstrip('\r\n')):]
+    originals[key] = line
+    reduced.append(stubs[key])
+  return Reduction(''.join(reduced), marker, stubs, originals)
