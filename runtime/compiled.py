@@ -48,6 +48,11 @@ __all__ = ['compiled']
 
 # Each entry holds a compiled program; old ones are dropped first.
 _MAX_ENTRIES = 256
+# Older flax releases run the compiled path with different results where a
+# module differentiates one of its own setup methods that sows (flax 0.8.0);
+# there every call takes the uncompiled path.
+_OLDEST_FLAX_COMPILED = (0, 10)
+_FLAX_COMPILES = tuple(int(part) for part in flax.__version__.split('.')[:2]) >= _OLDEST_FLAX_COMPILED
 # flax settings that change what a trace computes: rng derivation, the types
 # that variables() returns, the names of adopted submodules.
 _FLAX_FLAGS = ('flax_fix_rng_separator', 'flax_return_frozendict', 'flax_preserve_adopted_names')
@@ -372,14 +377,19 @@ def _is_concrete(leaf: Any) -> bool:
   """Whether ``leaf`` is an array with a known value, maybe under autodiff tracers."""
   if isinstance(leaf, jax.core.Tracer):
     to_concrete = getattr(leaf, 'to_concrete_value', None)
-    return to_concrete is not None and to_concrete() is not None
+    if to_concrete is not None:
+      return to_concrete() is not None
+    # jax before 0.4.36 has no to_concrete_value; its differentiation
+    # tracers hold their primal, which is concrete when no other trace is on.
+    while isinstance(leaf, jax.core.Tracer) and hasattr(leaf, 'primal'):
+      leaf = leaf.primal
   # Not numpy arrays: an unchanged numpy variable would come back from the
-  # compiled call as a jax.Array.
-  return isinstance(leaf, jax.Array)
+  # compiled call as a jax.Array. Older jax counts tracers as jax.Arrays.
+  return isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
 
 
 def _compilable_now(module: Any, primals: tuple, kwargs: dict) -> bool:
-  if kwargs or not isinstance(module, module_lib.Module):
+  if not _FLAX_COMPILES or kwargs or not isinstance(module, module_lib.Module):
     return False
   scope = module.scope
   if not isinstance(scope, scope_lib.Scope) or scope.parent is not None:

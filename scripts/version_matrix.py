@@ -44,7 +44,7 @@ DEFAULT_PAIRS = (
 # Old jax wheels predate NumPy 2.
 NUMPY_FOR_OLD_JAX = 'numpy<2'
 
-TESTS = ('tests/test_differential.py', 'tests/test_flax_upstream.py')
+TESTS = ('tests/test_differential.py', 'tests/test_flax_upstream.py', 'tests/test_compiled.py')
 
 
 @dataclasses.dataclass

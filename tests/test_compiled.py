@@ -19,6 +19,11 @@ import numpy as np
 import pytest
 
 from vjpify.runtime import compiled, grad_from_vjp, value_and_grad_from_vjp
+from vjpify.runtime.compiled import _FLAX_COMPILES
+
+# These tests count traces; on flax releases the runtime does not compile
+# for, the last test here checks that every call runs uncompiled instead.
+compiles = pytest.mark.skipif(not _FLAX_COMPILES, reason='the installed flax is run uncompiled')
 
 ORIGINAL, REWRITTEN, COMPILED = 'original', 'rewritten', 'compiled'
 SCALE = 2.0
@@ -154,6 +159,7 @@ def apply_all(module_type, variables, x, seeds, **kwargs):
 X = jnp.linspace(-1.0, 1.0, 24).reshape(4, 6)
 
 
+@compiles
 def test_dropout_masks_batch_stats_aux_and_later_draws_match_nn_grad():
   variables = Site().init(rngs(0), X)
   outputs = apply_all(Site, variables, X, seeds=(1, 2), mutable=['batch_stats'])
@@ -163,6 +169,7 @@ def test_dropout_masks_batch_stats_aux_and_later_draws_match_nn_grad():
   assert (info.calls, info.traces, info.fallbacks) == (4, 2, 0)
 
 
+@compiles
 def test_init_creates_the_same_variables():
   expected = Site(form=ORIGINAL).init(rngs(0), X)
   actual = Site(form=COMPILED).init(rngs(0), X)
@@ -170,6 +177,7 @@ def test_init_creates_the_same_variables():
   assert compiled.cache_info().fallbacks == 0
 
 
+@compiles
 def test_cached_calls_do_not_trace_and_new_shapes_do():
   variables = StackSite().init(rngs(0), X)
   for _ in range(3):
@@ -181,6 +189,7 @@ def test_cached_calls_do_not_trace_and_new_shapes_do():
   assert tuple(compiled.cache_info()) == (5, 2, 0, 1)
 
 
+@compiles
 def test_setup_modules_and_methods_match_nn_grad():
   variables = SetupSite().init(rngs(0), X)
   for seed in (1, 2):
@@ -197,19 +206,23 @@ class Sowing(nn.Module):
 
   form: str = ORIGINAL
 
-  @nn.compact
+  # setup rather than two compact methods, which flax before 0.9 rejects.
+  def setup(self):
+    self.embed = nn.Dense(6)
+    self.hidden = nn.Dense(6)
+
   def __call__(self, x):
-    y = nn.Dense(6)(x)
+    y = self.embed(x)
     (x_grad,) = grad(self.form, lambda mdl, x: mdl.energy(x), self, y)
     return x_grad, self.energy(y)
 
-  @nn.compact
   def energy(self, x):
-    h = jnp.tanh(nn.Dense(6, name='hidden')(x))
+    h = jnp.tanh(self.hidden(x))
     self.sow('intermediates', 'h', h)
     return jnp.sum(h ** 2)
 
 
+@compiles
 def test_the_module_itself_as_target_with_sown_intermediates():
   variables = Sowing().init(rngs(0), X)
   for kwargs in ({'mutable': ['intermediates']}, {'capture_intermediates': True, 'mutable': True}):
@@ -265,6 +278,7 @@ class Closure(nn.Module):
         pytest.param('partial', (0, 0), 0, id='partial-is-not-wrapped'),
     ],
 )
+@compiles
 def test_closures(case, calls, traces):
   global SCALE
   offsets = (jnp.ones(6), 2 * jnp.ones(6))
@@ -280,6 +294,7 @@ def test_closures(case, calls, traces):
   assert ((info.calls, info.fallbacks), info.traces) == (calls, traces)
 
 
+@compiles
 def test_under_jit_the_program_is_the_uncompiled_one():
   variables = Site().init(rngs(0), X)
 
@@ -297,6 +312,7 @@ def test_under_jit_the_program_is_the_uncompiled_one():
   assert info.traces == 0 and info.fallbacks == info.calls > 0
 
 
+@compiles
 def test_under_vmap_runs_uncompiled():
   variables = StackSite().init(rngs(0), X)
   batch = jnp.stack([X, 2 * X])
@@ -306,6 +322,7 @@ def test_under_vmap_runs_uncompiled():
   assert compiled.cache_info().traces == 0
 
 
+@compiles
 def test_with_jit_disabled_runs_uncompiled():
   variables = StackSite().init(rngs(0), X)
   with jax.disable_jit():
@@ -314,6 +331,7 @@ def test_with_jit_disabled_runs_uncompiled():
   assert info.traces == 0 and info.fallbacks == info.calls == 1
 
 
+@compiles
 def test_under_eager_jax_grad_compiles_and_matches():
   variables = StackSite().init(rngs(0), X)
 
@@ -346,6 +364,7 @@ class Wrapper(nn.Module):
     return nn.Dense(6)(self.inner(x))
 
 
+@compiles
 def test_modules_reaching_other_scopes_run_uncompiled():
   variables = Shared().init(rngs(0), X)
   assert_same(Shared().apply(variables, X), Shared(form=COMPILED).apply(variables, X))
@@ -353,6 +372,7 @@ def test_modules_reaching_other_scopes_run_uncompiled():
   assert info.traces == 0 and info.fallbacks == info.calls == 1
 
 
+@compiles
 def test_intercepted_methods_run_uncompiled():
   variables = StackSite().init(rngs(0), X)
   seen = []
@@ -378,6 +398,7 @@ class Failing(nn.Module):
     return grad(self.form, lambda mdl, x: mdl(x), Stack(depth=1), x)
 
 
+@compiles
 def test_errors_are_those_of_nn_grad():
   x = jnp.ones((2, 3))
   with pytest.raises(ValueError) as expected:
@@ -387,6 +408,7 @@ def test_errors_are_those_of_nn_grad():
   assert str(actual.value) == str(expected.value)
 
 
+@compiles
 def test_what_cannot_be_wrapped_is_returned_as_is():
   fn = functools.partial(noisy_loss)
   assert compiled(fn) is fn
@@ -394,3 +416,15 @@ def test_what_cannot_be_wrapped_is_returned_as_is():
   assert compiled(None) is None
   wrapped = compiled(noisy_loss)
   assert wrapped.__name__ == 'noisy_loss' and wrapped.__wrapped__ is noisy_loss
+
+
+@pytest.mark.skipif(_FLAX_COMPILES, reason='the installed flax is compiled for')
+def test_older_flax_always_runs_uncompiled():
+  # Where the compiled path would differ (flax 0.8.0, a module sowing in its
+  # own differentiated method), every call must run as nn.vjp runs it.
+  compiled.cache_clear()
+  variables = Sowing().init(rngs(0), X)
+  kwargs = {'mutable': ['intermediates']}
+  assert_same(Sowing().apply(variables, X, **kwargs), Sowing(form=COMPILED).apply(variables, X, **kwargs))
+  info = compiled.cache_info()
+  assert (info.traces, info.fallbacks) == (0, info.calls) and info.calls > 0
