@@ -26,7 +26,7 @@ import dataclasses
 
 from vjpify.transformer.diagnostics import ERROR, Site
 from vjpify.transformer.files import SourceProblem, decode_source, encode_source, read_source, write_atomically
-from vjpify.transformer.prefilter import could_contain_sites, may_hold_sites
+from vjpify.transformer.prefilter import could_contain_sites, may_hold_sites, parse_quietly
 
 __all__ = [
     'FileResult', 'TransformError', 'TransformResult', 'could_contain_sites', 'file_error', 'may_hold_sites',
@@ -142,17 +142,15 @@ def _run_pass(code: str, path: str, jit: bool, original_code: str | None = None)
   return command.transform_module(cst.parse_module(code)).code, command.sites
 
 
-def _run_pass_reduced(code: str, path: str, jit: bool) -> tuple[str, list[Site]] | None:
-  """The pass's result on the whole file, computed on a cut-down copy; None
-  when no copy can be made or the pass cannot run on it."""
+def _run_pass_reduced(code: str, tree: ast.Module, path: str, jit: bool) -> tuple[str, list[Site]] | None:
+  """The pass's result on the whole file (whose ast is ``tree``), computed
+  on a cut-down copy; None when no copy can be made or the pass cannot run
+  on it."""
   import libcst as cst
 
   from vjpify.transformer.reduction import reduce_source
 
-  try:
-    reduction = reduce_source(code, ast.parse(code))
-  except (SyntaxError, ValueError, RecursionError, MemoryError):
-    return None
+  reduction = reduce_source(code, tree)
   if reduction is None:
     return None
   try:
@@ -189,12 +187,16 @@ def transform_source(code: str, path: str = '<string>', *, prefilter: bool = Tru
   Raises:
     TransformError: ``code`` does not parse, or the rewrite does not compile.
   """
-  if prefilter and not may_hold_sites(code):
+  # The cheap text test first: most files end there, unparsed.
+  if prefilter and not could_contain_sites(code):
+    return TransformResult(code, (), code)
+  tree = parse_quietly(code) if prefilter or reduce else None
+  if prefilter and tree is not None and not may_hold_sites(code, tree):
     return TransformResult(code, (), code)
   import libcst as cst
 
   try:
-    done = _run_pass_reduced(code, path, jit) if reduce else None
+    done = _run_pass_reduced(code, tree, path, jit) if reduce and tree is not None else None
     new_code, found = done or _run_pass(code, path, jit)
   except cst.ParserSyntaxError as error:
     raise _parse_error(code, path, error) from None

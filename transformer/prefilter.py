@@ -88,20 +88,27 @@ def _references_grad(tree: ast.AST) -> bool:
   return any(_root_name(node.value) in flax_names for node in grad_attributes)
 
 
-def may_hold_sites(code: str) -> bool:
+def parse_quietly(code: str) -> ast.Module | None:
+  """``code``'s ast, or None when Python cannot parse it; warnings about the
+  code (invalid escapes and the like) are the file's business, not ours."""
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      return ast.parse(code)
+  except (SyntaxError, ValueError, RecursionError, MemoryError):
+    return None
+
+
+def may_hold_sites(code: str, tree: ast.Module | None = None) -> bool:
   """False only when no name in ``code`` can resolve to flax's grad or
   value_and_grad, so the pass would neither change nor report anything.
 
   Note that a file Python cannot parse counts as holding sites, so that
-  the pass reports its syntax error.
+  the pass reports its syntax error. ``tree``: ``code``'s ast, when the
+  caller has parsed it already.
   """
   if not could_contain_sites(code):
     return False
-  try:
-    with warnings.catch_warnings():
-      # Invalid escapes and the like are the file's business, not ours.
-      warnings.simplefilter('ignore')
-      tree = ast.parse(code)
-  except (SyntaxError, ValueError, RecursionError, MemoryError):
-    return True
-  return _references_grad(tree)
+  if tree is None:
+    tree = parse_quietly(code)
+  return tree is None or _references_grad(tree)
