@@ -131,6 +131,15 @@ def test_libcst_codemod_runner(tmp_path):
   assert 'is not inside a flax.linen.Module subclass' in result.stderr
 
 
+def test_the_command_has_no_matcher_decorated_methods():
+  # The command skips LibCST's matcher dispatch, which would silently stop
+  # calling any @m.visit/@m.leave/@m.call_if_* method added to it.
+  decorator_marks = ('_call_if_inside_matcher', '_call_if_not_inside_matcher', '_visit_matcher', '_leave_matcher')
+  command = transformer.LowerGradToVjp
+  decorated = [name for name in dir(command) for mark in decorator_marks if hasattr(getattr(command, name), mark)]
+  assert decorated == []
+
+
 def test_libcst_codemod_runner_takes_no_jit(tmp_path):
   write(tmp_path / 'src/model.py', SOURCE)
   result = subprocess.run(

@@ -136,21 +136,21 @@ CUT = '''\
 import flax.linen as nn
 
 def helper():  #vjpify-stub-0-3
-  ...  #vjpify-stub-0-4
+  """#vjpify-stub-0-4
 #vjpify-stub-0-5
 #vjpify-stub-0-6
 #vjpify-stub-0-7
-#vjpify-stub-0-8
+#vjpify-stub-0-8"""
 
 
 class Base(nn.Module, metaclass=Meta):  #vjpify-stub-0-11
-  ...  #vjpify-stub-0-12
+  """#vjpify-stub-0-12"""
 
 
 class Model(Base):
 
   def other():  #vjpify-stub-0-17
-    ...  #vjpify-stub-0-18
+    """#vjpify-stub-0-18"""
 
   def __call__(self, x):
     return nn.grad(helper, self, x)
@@ -183,6 +183,10 @@ def test_the_marker_is_one_the_file_does_not_hold():
     pytest.param('def f():\n  global nn\n  nn = 1\n', id='global'),
     pytest.param('def f():\n  x = 1\n  def g():\n    nonlocal x\n    x = 2\n', id='nonlocal'),
     pytest.param('def f():\n  return g(1)\n', id='uses_a_grad_import_alias'),
+    pytest.param('def f(x: "grad_t"):\n  return x\n', id='string_annotation'),
+    pytest.param('def f():\n  return h(vjp=1)\n', id='keyword_argument'),
+    pytest.param('def f():\n  return self.compiled\n', id='attribute'),
+    pytest.param('def f():\n  try:\n    pass\n  except E as grad:\n    pass\n', id='except_name'),
     pytest.param('def f(): return 1\n', id='one_line'),
     pytest.param('def f(a,\n      b): return a\n', id='suite_after_a_long_header'),
 ])
@@ -191,13 +195,21 @@ def test_definitions_that_stay_whole(definition):
   assert reduce_source(code, ast.parse(code)) is None
 
 
+def test_docstrings_and_comments_name_nothing_the_pass_reads():
+  code = 'def f():\n  """Like nn.grad."""\n  return 1  # not a vjp\n'
+  reduction = reduce_source(code, ast.parse(code))
+  assert 'nn.grad' not in reduction.code and 'a vjp' not in reduction.code
+  assert reduction.restore(reduction.code) == code
+
+
 def test_lone_carriage_returns_are_refused():
   code = 'def f():\r  return 1\n'
   assert reduce_source(code, ast.parse(code)) is None
 
 
 @pytest.mark.parametrize('edit', [
-    pytest.param(lambda code: code.replace('  ...  #vjpify-stub-0-4', '  pass  #vjpify-stub-0-4'), id='changed'),
+    pytest.param(lambda code: code.replace('#vjpify-stub-0-6\n', '#vjpify-stub-0-6 \n'), id='changed'),
+    pytest.param(lambda code: code.replace('#vjpify-stub-0-18', '#vjpify-stub-0-1'), id='renumbered'),
     pytest.param(lambda code: code.replace('#vjpify-stub-0-5\n', ''), id='dropped'),
     pytest.param(lambda code: code.replace('#vjpify-stub-0-5\n', '#vjpify-stub-0-5\n#vjpify-stub-0-5\n'),
                  id='repeated'),

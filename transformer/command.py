@@ -17,7 +17,7 @@ import functools
 from collections.abc import Callable
 
 import libcst as cst
-from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst.codemod import Codemod, CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
@@ -53,6 +53,14 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
 
   METADATA_DEPENDENCIES = (ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider)
 
+  # This command uses no matcher decorators, so the matcher bookkeeping
+  # LibCST's base class sets up per file and runs on every node is pure
+  # cost: plain CSTTransformer dispatch (see __init__ too).
+  on_visit = cst.CSTTransformer.on_visit
+  on_leave = cst.CSTTransformer.on_leave
+  on_visit_attribute = cst.CSTTransformer.on_visit_attribute
+  on_leave_attribute = cst.CSTTransformer.on_leave_attribute
+
   @staticmethod
   def add_args(arg_parser: argparse.ArgumentParser) -> None:
     arg_parser.add_argument(
@@ -65,7 +73,8 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     float rounding rather than bit for bit). ``original_code``: the whole
     file, when the module transformed is a cut-down copy of it (see
     ``vjpify.transformer.reduction``); layout follows the whole file."""
-    super().__init__(context)
+    Codemod.__init__(self, context)
+    cst.CSTTransformer.__init__(self)
     self._jit = jit
     self._original_code = original_code
     self.sites: list[Site] = []

@@ -4,19 +4,22 @@ LibCST's metadata (scopes, qualified names, positions) costs many times the
 parse, over the whole file, while sites sit in a few methods. So the pass
 runs on a copy in which every function and class that cannot matter to it is
 cut down to a stub on its own lines: ``def name():`` or ``class Name(bases):``
-and ``...``, with the rest of its lines turned into marked comment lines.
+and a body of one marked string literal spanning the rest of its lines (one
+node, where a comment per line would cost the pass a node per line).
 Whatever the pass reads is kept: the line and column of every kept node, the
 names each scope binds where they can matter, imports, class bases, the
 indentation of the first indented block (LibCST's default indentation) and
 every line ending. The pass's output then gets the original lines back in
 place of the stub lines, which it never changes.
 
-A function or class stays whole when its text mentions ``grad``, ``vjp`` or
-``compiled`` (sites, references to them, the names the pass may add or must
-avoid), names something a grad import binds, or declares ``global`` or
-``nonlocal`` names (which bind names in other scopes). The layout decisions
-that read the whole file (its line length, its preferred quote) are made on
-the original by the pass itself.
+A function or class stays whole when an identifier in it, or a string that
+is not a statement of its own (an annotation may be one), mentions ``grad``,
+``vjp`` or ``compiled`` (sites, references to them, the names the pass may
+add or must avoid); when it names something a grad import binds; or when it
+declares ``global`` or ``nonlocal`` names (which bind names in other
+scopes). Comments and docstrings name nothing the pass reads. The layout
+decisions that read the whole file (its line length, its preferred quote)
+are made on the original by the pass itself.
 """
 
 from __future__ import annotations
@@ -26,11 +29,28 @@ import dataclasses
 import itertools
 import re
 
-# Text that keeps a definition whole: the words of sites and of every name
+# Words that keep a definition whole: the words of sites and of every name
 # the pass may emit (helpers, flax's vjp, their clash-avoiding variants).
 _KEEP_WORDS = re.compile(r'grad|vjp|compiled')
 _LINE = re.compile(r'[^\r\n]*(?:\r\n|\n)|[^\r\n]+\Z')
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+# Where an ast node spells an identifier of its own, rather than in a child.
+_NAME_FIELDS = {
+    ast.Name: ('id',),
+    ast.Attribute: ('attr',),
+    ast.arg: ('arg',),
+    ast.keyword: ('arg',),
+    ast.FunctionDef: ('name',),
+    ast.AsyncFunctionDef: ('name',),
+    ast.ClassDef: ('name',),
+    ast.alias: ('name', 'asname'),
+    ast.ImportFrom: ('module',),
+    ast.ExceptHandler: ('name',),
+    ast.MatchAs: ('name',),
+    ast.MatchStar: ('name',),
+    ast.MatchMapping: ('rest',),
+    ast.MatchClass: ('kwd_attrs',),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +73,10 @@ class Reduction:
       if at < 0:
         restored.append(line)
         continue
-      key = line[at:].rstrip('\r\n')
+      end = at + len(self.marker)
+      while end < len(line) and line[end].isdigit():
+        end += 1
+      key = line[at:end]
       if self.stubs.get(key) != line:
         return None
       restored.append(self.originals[key])
@@ -71,6 +94,18 @@ def _grad_import_names(tree: ast.Module) -> frozenset[str]:
   return frozenset(names)
 
 
+def _words(node: ast.AST) -> list[str]:
+  """The identifiers ``node`` itself spells (not its children's)."""
+  words = []
+  for field in _NAME_FIELDS.get(type(node), ()):
+    value = getattr(node, field, None)
+    if isinstance(value, str):
+      words.append(value)
+    elif isinstance(value, list):
+      words.extend(v for v in value if isinstance(v, str))
+  return words
+
+
 def _leading_space(line: str) -> str:
   return line[:len(line) - len(line.lstrip(' \t\f'))]
 
@@ -83,18 +118,23 @@ class _Reducer:
     self._grad_names = _grad_import_names(tree)
     self.replaced: dict[int, str] = {}
 
-  def _text(self, first: int, last: int) -> str:
-    return ''.join(self._lines[first - 1:last])
-
-  def _must_keep(self, node: ast.stmt, first: int) -> bool:
+  def _must_keep(self, node: ast.stmt) -> bool:
     if getattr(node, 'type_params', None):
       return True  # the stub could not keep the names its bases use
-    if _KEEP_WORDS.search(self._text(first, node.end_lineno)):
-      return True
+    inert = set()
     for child in ast.walk(node):
       if isinstance(child, (ast.Global, ast.Nonlocal)):
         return True
       if isinstance(child, ast.Name) and child.id in self._grad_names:
+        return True
+      if isinstance(child, ast.Expr) and isinstance(child.value, ast.Constant):
+        # A string statement (a docstring) names nothing; any other string
+        # might be an annotation, which LibCST reads names from.
+        inert.add(child.value)
+      elif isinstance(child, ast.Constant):
+        if isinstance(child.value, str) and child not in inert and _KEEP_WORDS.search(child.value):
+          return True
+      elif any(_KEEP_WORDS.search(word) for word in _words(child)):
         return True
     return False
 
@@ -119,17 +159,19 @@ class _Reducer:
       header = f'class {node.name}({", ".join(arguments)}):'
     else:
       header = f'def {node.name}():'
-    stubs = [f'{lead}{header}', f'{body_lead}...']
-    for number in range(first, node.end_lineno + 1):
-      text = stubs[number - first] if number - first < len(stubs) else ''
-      self.replaced[number] = f'{text}  {self._marker}{number}' if text else f'{self._marker}{number}'
+    self.replaced[first] = f'{lead}{header}  {self._marker}{first}'
+    last = node.end_lineno
+    for number in range(first + 1, last + 1):
+      opening = f'{body_lead}"""' if number == first + 1 else ''
+      closing = '"""' if number == last else ''
+      self.replaced[number] = f'{opening}{self._marker}{number}{closing}'
 
   def reduce(self, body: list[ast.stmt]) -> None:
     for node in body:
       if not isinstance(node, _DEFINITIONS):
         continue
       first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-      if self._must_keep(node, first):
+      if self._must_keep(node):
         self.reduce(node.body)
       else:
         self._stub(node, first)
