@@ -127,7 +127,12 @@ class ImportPlanner:
   def __init__(self, context: CodemodContext, module_scope: Scope, all_scopes: Iterable[Scope]):
     self._context = context
     self._module_scope = module_scope
+    all_scopes = list(all_scopes)
+    # Names read anywhere count as taken too: one bound nowhere is a
+    # NameError, or comes from a star import, and a new import must not
+    # quietly give it a meaning.
     self._bound = {a.name for scope in all_scopes for a in scope.assignments}
+    self._bound |= {a.node.value for scope in all_scopes for a in scope.accesses if isinstance(a.node, cst.Name)}
     # Per (module, object): the module-level names the file already binds
     # to it, and the name vjpify imports it under when none will do.
     self._existing: dict[tuple[str, str], list[str]] = {}
