@@ -250,7 +250,8 @@ def test_unwritable_report_is_an_error(project):
   (project / 'report.json').mkdir()
   result = vjpify('--report', 'report.json', 'model.py', cwd=project)
   assert result.returncode == 2
-  assert 'vjpify: error: --report report.json: cannot write the file' in result.stderr
+  assert ('vjpify: error: --report report.json: cannot write the file: it is a directory; '
+          'file left unchanged; give the path of a file, not of a folder\n') in result.stderr
   assert (project / 'model.py').read_text() == REWRITTEN
   assert_no_traceback(result)
 

@@ -60,6 +60,7 @@ _FILE_SYSTEM_FULL = {
 _FREE_SPACE = 'free some space and run vjpify again'
 _READ_ONLY = 'read-only file system'
 _MAKE_WRITABLE = 'make the file system writable, or write elsewhere with --out-dir DIR'
+_READ = 'read the file'
 
 
 def _os_reason(error: OSError, verb: str, outcome: str, advice: str) -> str:
@@ -69,7 +70,10 @@ def _os_reason(error: OSError, verb: str, outcome: str, advice: str) -> str:
     found = 'a symbolic link loop'
   elif error.errno == errno.EISDIR:
     found = 'it is a directory'
-    outcome, advice = 'skipped', 'add a trailing / to the path to process the files in it'
+    if verb == _READ:
+      outcome, advice = 'skipped', 'add a trailing / to the path to process the files in it'
+    else:
+      advice = 'give the path of a file, not of a folder'
   elif error.errno in (errno.EACCES, errno.EPERM):
     found = 'permission denied'
   elif error.errno in _FILE_SYSTEM_FULL:
@@ -81,7 +85,7 @@ def _os_reason(error: OSError, verb: str, outcome: str, advice: str) -> str:
   return f'cannot {verb}: {found}; {outcome}; {advice}'
 
 
-def os_problem(error: OSError, verb: str = 'read the file', outcome: str = 'skipped',
+def os_problem(error: OSError, verb: str = _READ, outcome: str = 'skipped',
                advice: str = 'check the path') -> SourceProblem:
   """Turns an OSError into a one-line reason: what could not be done, what
   was found, what vjpify did instead and what the user can do."""
