@@ -183,6 +183,9 @@ def test_the_marker_is_one_the_file_does_not_hold():
     pytest.param('def f():\n  global nn\n  nn = 1\n', id='global'),
     pytest.param('def f():\n  x = 1\n  def g():\n    nonlocal x\n    x = 2\n', id='nonlocal'),
     pytest.param('def f():\n  return g(1)\n', id='uses_a_grad_import_alias'),
+    pytest.param('def f():\n  vjpify_compiled_2 = 1\n', id='binds_a_clash_avoiding_name'),
+    pytest.param('def f():\n  return linen_vjp\n', id='reads_a_clash_avoiding_name'),
+    pytest.param('def f():\n  return nn.value_and_grad\n', id='references_value_and_grad'),
     pytest.param('def f(x: "grad_t"):\n  return x\n', id='string_annotation'),
     pytest.param('def f():\n  return h(vjp=1)\n', id='keyword_argument'),
     pytest.param('def f():\n  return self.compiled\n', id='attribute'),
@@ -199,6 +202,18 @@ def test_docstrings_and_comments_name_nothing_the_pass_reads():
   code = 'def f():\n  """Like nn.grad."""\n  return 1  # not a vjp\n'
   reduction = reduce_source(code, ast.parse(code))
   assert 'nn.grad' not in reduction.code and 'a vjp' not in reduction.code
+  assert reduction.restore(reduction.code) == code
+
+
+@pytest.mark.parametrize('body', [
+    pytest.param('return jax.lax.stop_gradient(x)', id='stop_gradient'),
+    pytest.param('return jax.custom_vjp(g)', id='custom_vjp'),
+    pytest.param('compiled_fn = 1', id='longer_name'),
+])
+def test_names_that_only_contain_the_words_are_cut(body):
+  code = f'def f(x):\n  {body}\n'
+  reduction = reduce_source(code, ast.parse(code))
+  assert body not in reduction.code
   assert reduction.restore(reduction.code) == code
 
 

@@ -16,7 +16,8 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import ImportAssignment, QualifiedName, Scope
 
-from vjpify.transformer.targets import GRAD_TRANSFORMS, IMPORT_VJP_FROM, LINEN_MODULES, LINEN_VJP, RUNTIME_MODULE
+from vjpify.transformer.targets import (
+    GRAD_TRANSFORMS, HELPER_ALIAS_PREFIX, IMPORT_VJP_FROM, LINEN_MODULES, LINEN_VJP, RUNTIME_MODULE, VJP_ALIAS_PREFIX)
 from vjpify.transformer.whitespace import split_after_last, without_comments
 
 
@@ -166,7 +167,7 @@ class ImportPlanner:
     return self._added[key]
 
   def runtime_helper(self, helper: str, site_scope: Scope) -> str:
-    return self._import_name(RUNTIME_MODULE, helper, 'vjpify', site_scope)
+    return self._import_name(RUNTIME_MODULE, helper, HELPER_ALIAS_PREFIX, site_scope)
 
   def vjp_function(self, func: cst.BaseExpression, site_scope: Scope,
                    qualified_names: Callable[[cst.CSTNode], Iterable[QualifiedName]]) -> cst.BaseExpression:
@@ -180,7 +181,7 @@ class ImportPlanner:
         return cst.Attribute(value=cst.parse_expression(alias), attr=cst.Name('vjp'))
     if 'vjp' in site_scope and _resolves_to(site_scope, 'vjp', LINEN_VJP):
       return cst.Name('vjp')
-    return cst.Name(self._import_name(IMPORT_VJP_FROM, 'vjp', 'linen', site_scope))
+    return cst.Name(self._import_name(IMPORT_VJP_FROM, 'vjp', VJP_ALIAS_PREFIX, site_scope))
 
   def release_grad_import(self, func: cst.BaseExpression, site_scope: Scope) -> None:
     """Schedules removal of a ``from flax.linen import grad [as g]`` that the

@@ -12,12 +12,13 @@ indentation of the first indented block (LibCST's default indentation) and
 every line ending. The pass's output then gets the original lines back in
 place of the stub lines, which it never changes.
 
-A function or class stays whole when an identifier in it, or a string that
-is not a statement of its own (an annotation may be one), mentions ``grad``,
-``vjp`` or ``compiled`` (sites, references to them, the names the pass may
-add or must avoid); when it names something a grad import binds; or when it
-declares ``global`` or ``nonlocal`` names (which bind names in other
-scopes). Comments and docstrings name nothing the pass reads. The layout
+A function or class stays whole when an identifier in it is the name of
+one of flax's grad transforms (as sites and references to them spell it) or
+a name the pass may emit (which it must see wherever the file binds or reads
+it); when a string in it that is not a statement of its own (an annotation
+may be one) mentions ``grad``, ``vjp`` or ``compiled``; when it names
+something a grad import binds; or when it declares ``global`` or
+``nonlocal`` names (which bind names in other scopes). Comments and docstrings name nothing the pass reads. The layout
 decisions that read the whole file (its line length, its preferred quote)
 are made on the original by the pass itself.
 """
@@ -29,9 +30,19 @@ import dataclasses
 import itertools
 import re
 
-# Words that keep a definition whole: the words of sites and of every name
-# the pass may emit (helpers, flax's vjp, their clash-avoiding variants).
+from vjpify.transformer.targets import GRAD_TRANSFORMS, HELPER_ALIAS_PREFIX, RUNTIME_HELPERS, VJP_ALIAS_PREFIX
+
+# Words that keep a definition whole where they appear in a string that may
+# be an annotation: the words of sites and of every name the pass may emit.
 _KEEP_WORDS = re.compile(r'grad|vjp|compiled')
+# Identifiers that keep a definition whole: the names of flax's grad
+# transforms, which sites and references to them spell, and every name the
+# import planner may choose (see ``ImportPlanner._import_name``), which it
+# must see wherever the file binds or reads it.
+_KEEP_NAME = re.compile(
+    f'(?:(?:{HELPER_ALIAS_PREFIX}|{VJP_ALIAS_PREFIX})_)?'
+    f'(?:{"|".join(sorted({*(q.rsplit(".", 1)[1] for q in GRAD_TRANSFORMS), "vjp", *RUNTIME_HELPERS}))})'
+    r'(?:_\d+)?')
 _LINE = re.compile(r'[^\r\n]*(?:\r\n|\n)|[^\r\n]+\Z')
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 # Where an ast node spells an identifier of its own, rather than in a child.
@@ -134,7 +145,7 @@ class _Reducer:
       elif isinstance(child, ast.Constant):
         if isinstance(child.value, str) and child not in inert and _KEEP_WORDS.search(child.value):
           return True
-      elif any(_KEEP_WORDS.search(word) for word in _words(child)):
+      elif any(_KEEP_NAME.fullmatch(word) for word in _words(child)):
         return True
     return False
 

@@ -34,6 +34,12 @@ REDUCE_AXES_HELPER = 'vjp_with_reduce_axes'
 COMPILE_HELPER = 'compiled'
 RUNTIME_HELPERS = frozenset({*EXTRACTION_HELPER.values(), KWARGS_HELPER, REDUCE_AXES_HELPER, COMPILE_HELPER})
 
+# A name the file already binds is imported instead as PREFIX_name, then
+# PREFIX_name_2, PREFIX_name_3, ...: the runtime's helpers with one prefix,
+# flax's vjp with the other.
+HELPER_ALIAS_PREFIX = 'vjpify'
+VJP_ALIAS_PREFIX = 'linen'
+
 # Keywords added to every emitted nn.vjp call: differentiate no variable (as
 # nn.grad does) and lift every scope that the module reaches (nn.grad lifts
 # with multi_scope=True, nn.vjp defaults to False).
