@@ -17,9 +17,8 @@ from __future__ import annotations
 import ast
 import warnings
 
-from vjpify.transformer.targets import GRAD_TRANSFORMS, PREFILTER_WORDS
+from vjpify.transformer.targets import GRAD_NAMES, GRAD_TRANSFORMS, PREFILTER_WORDS
 
-_GRAD_NAMES = frozenset(name.rsplit('.', 1)[1] for name in GRAD_TRANSFORMS)
 # Modules through which a name can lead to a target: flax, flax.linen, ...
 _PARENTS = frozenset(name.rsplit('.', i)[0] for name in GRAD_TRANSFORMS for i in range(1, name.count('.') + 1))
 
@@ -66,7 +65,7 @@ def _references_grad(tree: ast.AST) -> bool:
           if f'{node.module}.{alias.name}' in _PARENTS:
             flax_names.add(alias.asname or alias.name)
     elif isinstance(node, ast.Attribute):
-      if node.attr in _GRAD_NAMES:
+      if node.attr in GRAD_NAMES:
         grad_attributes.append(node)
     elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr)):
       targets = node.targets if isinstance(node, ast.Assign) else [node.target]

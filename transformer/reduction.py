@@ -30,7 +30,7 @@ import dataclasses
 import itertools
 import re
 
-from vjpify.transformer.targets import GRAD_TRANSFORMS, HELPER_ALIAS_PREFIX, RUNTIME_HELPERS, VJP_ALIAS_PREFIX
+from vjpify.transformer.targets import GRAD_NAMES, HELPER_ALIAS_PREFIX, RUNTIME_HELPERS, VJP_ALIAS_PREFIX
 
 # Words that keep a definition whole where they appear in a string that may
 # be an annotation: the words of sites and of every name the pass may emit.
@@ -41,7 +41,7 @@ _KEEP_WORDS = re.compile(r'grad|vjp|compiled')
 # must see wherever the file binds or reads it.
 _KEEP_NAME = re.compile(
     f'(?:(?:{HELPER_ALIAS_PREFIX}|{VJP_ALIAS_PREFIX})_)?'
-    f'(?:{"|".join(sorted({*(q.rsplit(".", 1)[1] for q in GRAD_TRANSFORMS), "vjp", *RUNTIME_HELPERS}))})'
+    f'(?:{"|".join(sorted({*GRAD_NAMES, "vjp", *RUNTIME_HELPERS}))})'
     r'(?:_\d+)?')
 _LINE = re.compile(r'[^\r\n]*(?:\r\n|\n)|[^\r\n]+\Z')
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -77,17 +77,15 @@ class Reduction:
   def restore(self, output: str) -> str | None:
     """``output`` (the pass's result on ``code``) with the original lines in
     place of the stub lines; None when the pass changed or moved a stub line."""
+    stub_marker = re.compile(re.escape(self.marker) + r'\d+')
     restored = []
     found = 0
     for line in _LINE.findall(output):
-      at = line.find(self.marker)
-      if at < 0:
+      marked = stub_marker.search(line)
+      if marked is None:
         restored.append(line)
         continue
-      end = at + len(self.marker)
-      while end < len(line) and line[end].isdigit():
-        end += 1
-      key = line[at:end]
+      key = marked.group()
       if self.stubs.get(key) != line:
         return None
       restored.append(self.originals[key])

@@ -15,6 +15,9 @@ GRAD_TRANSFORMS: dict[str, str] = {
     'flax.linen.transforms.value_and_grad': 'value_and_grad',
 }
 
+# The names those calls spell: ``nn.grad``, ``from flax.linen import value_and_grad``.
+GRAD_NAMES = frozenset(name.rsplit('.', 1)[1] for name in GRAD_TRANSFORMS)
+
 # Modules whose attribute ``vjp`` is flax's lifted vjp.
 LINEN_MODULES = frozenset({'flax.linen', 'flax.linen.transforms'})
 LINEN_VJP = frozenset({'flax.linen.vjp', 'flax.linen.transforms.vjp'})
