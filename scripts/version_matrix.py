@@ -1,17 +1,20 @@
-"""Runs the behavioural tests against several flax/jax releases.
+"""Runs the behavioural tests against several Python, flax and jax releases.
 
-Each (flax, jax) pair gets its own virtual environment under ``--work-dir``
-(reused on later runs), with vjpify installed from this checkout; the
-differential and upstream tests run there and a Markdown table of the
-outcomes is printed. With ``--readme`` the table, and a line saying when
-and how it was made, also replace what README.md holds between
-``<!-- matrix:start -->`` and ``<!-- matrix:end -->``.
+Each (Python, flax, jax) combination gets its own virtual environment under
+``--work-dir`` (reused on later runs), with vjpify installed from this
+checkout; the differential, upstream and compiled-runtime tests run there
+and a Markdown table of the outcomes is printed. The compiled runtime reads
+bytecode and uses ``sys.settrace`` (Python 3.10, 3.11) or ``sys.monitoring``
+(3.12 and later), so every supported Python has a row. With ``--readme`` the
+table, and a line saying when and how it was made, also replace what
+README.md holds between ``<!-- matrix:start -->`` and ``<!-- matrix:end -->``.
 
 Example::
 
-    python scripts/version_matrix.py                      # the default pairs
-    python scripts/version_matrix.py --pair 0.8.0:0.4.23  # one pair
-    python scripts/version_matrix.py --readme             # and into README.md
+    python scripts/version_matrix.py                           # the default rows
+    python scripts/version_matrix.py --pair 0.8.0:0.4.23       # one pair, this Python
+    python scripts/version_matrix.py --combo 3.13:0.12.8:0.10.2  # one row
+    python scripts/version_matrix.py --readme                  # and into README.md
 """
 
 from __future__ import annotations
@@ -19,41 +22,61 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import glob
+import os
 import pathlib
 import platform
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
-import venv
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 README = REPO / 'README.md'
 START, END = '<!-- matrix:start -->', '<!-- matrix:end -->'
 
-# The oldest release with nn.grad, a few in between, and the newest tested.
-# Each jax is one the flax release was tested against upstream.
-DEFAULT_PAIRS = (
-    ('0.8.0', '0.4.23'),
-    ('0.8.5', '0.4.30'),
-    ('0.10.0', '0.4.35'),
-    ('0.12.8', '0.10.2'),
+# The oldest release with nn.grad, a few in between, and the newest tested,
+# on the Python the project develops with; then every other supported Python
+# with the newest pair that installs there. Each jax is one the flax release
+# was tested against upstream.
+DEFAULT_COMBOS = (
+    ('3.11', '0.8.0', '0.4.23'),
+    ('3.11', '0.8.5', '0.4.30'),
+    ('3.11', '0.10.0', '0.4.35'),
+    ('3.11', '0.12.8', '0.10.2'),
+    ('3.10', '0.10.7', '0.6.2'),
+    ('3.12', '0.12.8', '0.10.2'),
+    ('3.13', '0.12.8', '0.10.2'),
 )
 
 # Old jax wheels predate NumPy 2.
 NUMPY_FOR_OLD_JAX = 'numpy<2'
 
-TESTS = ('tests/test_differential.py', 'tests/test_flax_upstream.py', 'tests/test_compiled.py')
+TESTS = ('tests/test_differential.py', 'tests/test_flax_upstream.py', 'tests/test_compiled.py',
+         'tests/test_compiled_bytecode.py', 'tests/test_compiled_effects.py', 'tests/test_compiled_fingerprint.py',
+         'tests/test_compiled_explain.py', 'tests/test_internals.py', 'tests/test_programs.py')
 
 
 @dataclasses.dataclass
 class Outcome:
+  python: str
   flax: str
   jax: str
   status: str
   summary: str
   seconds: float
+
+
+def find_python(version: str) -> str | None:
+  """An interpreter for ``version`` (``3.12``): on PATH as python3.12, or installed by pyenv."""
+  found = shutil.which(f'python{version}')
+  if found:
+    return found
+  root = os.environ.get('PYENV_ROOT', os.path.expanduser('~/.pyenv'))
+  candidates = sorted(glob.glob(os.path.join(root, 'versions', f'{version}.*', 'bin', 'python')))
+  return candidates[-1] if candidates else None
 
 
 def _run(command: list[str], log: pathlib.Path) -> subprocess.CompletedProcess:
@@ -68,14 +91,21 @@ def _pytest_summary(log: pathlib.Path) -> str:
   return lines[-1].strip('= ') if lines else 'no summary'
 
 
-def run_pair(flax_version: str, jax_version: str, work_dir: pathlib.Path) -> Outcome:
+def run_combo(python_version: str, flax_version: str, jax_version: str, work_dir: pathlib.Path) -> Outcome:
   start = time.monotonic()
-  env_dir = work_dir / f'flax-{flax_version}-jax-{jax_version}'
-  log = work_dir / f'flax-{flax_version}-jax-{jax_version}.log'
+  name = f'python-{python_version}-flax-{flax_version}-jax-{jax_version}'
+  env_dir = work_dir / name
+  log = work_dir / f'{name}.log'
   log.write_text('')
   python = env_dir / 'bin' / 'python'
   if not python.exists():
-    venv.create(env_dir, with_pip=True)
+    interpreter = find_python(python_version)
+    if interpreter is None:
+      return Outcome(python_version, flax_version, jax_version, 'no interpreter', f'python{python_version} not found',
+                     time.monotonic() - start)
+    if _run([interpreter, '-m', 'venv', str(env_dir)], log).returncode != 0:
+      return Outcome(python_version, flax_version, jax_version, 'install failed', f'see {log}',
+                     time.monotonic() - start)
   requirements = [f'flax=={flax_version}', f'jax=={jax_version}', f'jaxlib=={jax_version}']
   if tuple(int(p) for p in jax_version.split('.')[:3]) < (0, 4, 26):
     requirements.append(NUMPY_FOR_OLD_JAX)
@@ -85,27 +115,28 @@ def run_pair(flax_version: str, jax_version: str, work_dir: pathlib.Path) -> Out
   )
   for step in steps:
     if _run(step, log).returncode != 0:
-      return Outcome(flax_version, jax_version, 'install failed', f'see {log}', time.monotonic() - start)
+      return Outcome(python_version, flax_version, jax_version, 'install failed', f'see {log}',
+                     time.monotonic() - start)
   result = _run([str(python), '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *TESTS], log)
   status = 'pass' if result.returncode == 0 else 'FAIL'
-  return Outcome(flax_version, jax_version, status, _pytest_summary(log), time.monotonic() - start)
+  return Outcome(python_version, flax_version, jax_version, status, _pytest_summary(log), time.monotonic() - start)
 
 
 def table(outcomes: list[Outcome], *, seconds: bool = True) -> str:
-  """A Markdown table, one row per pair; ``seconds=False`` leaves out the
-  time each took, which says more about the network than about vjpify."""
-  columns = ['flax', 'jax', 'result', 'tests'] + ['seconds'] * seconds
+  """A Markdown table, one row per combination; ``seconds=False`` leaves out
+  the time each took, which says more about the network than about vjpify."""
+  columns = ['python', 'flax', 'jax', 'result', 'tests'] + ['seconds'] * seconds
   rows = ['| ' + ' | '.join(columns) + ' |', '| ' + ' | '.join(['---'] * len(columns)) + ' |']
   for o in outcomes:
-    cells = [o.flax, o.jax, o.status, o.summary] + [f'{o.seconds:.0f}'] * seconds
+    cells = [o.python, o.flax, o.jax, o.status, o.summary] + [f'{o.seconds:.0f}'] * seconds
     rows.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(rows)
 
 
-def readme_block(outcomes: list[Outcome], made: datetime.date, python: str, command: str) -> str:
+def readme_block(outcomes: list[Outcome], made: datetime.date, command: str) -> str:
   """What goes between the README's markers: how the table was made, then the table."""
-  return (f'Generated {made.isoformat()} by `{command}` with Python {python}: {" and ".join(TESTS)}, '
-          f'run for each pair in a virtual environment of its own.\n\n{table(outcomes, seconds=False)}')
+  return (f'Generated {made.isoformat()} by `{command}`: {", ".join(TESTS)}, run for each row in a virtual '
+          f'environment of its own.\n\n{table(outcomes, seconds=False)}')
 
 
 def replace_block(readme: str, block: str) -> str:
@@ -121,7 +152,10 @@ def replace_block(readme: str, block: str) -> str:
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--pair', action='append', metavar='FLAX:JAX',
-                      help='a flax:jax version pair to test (repeatable); default: a spread from 0.8.0 to the newest')
+                      help='a flax:jax version pair to test with this Python (repeatable)')
+  parser.add_argument('--combo', action='append', metavar='PYTHON:FLAX:JAX',
+                      help='a Python:flax:jax combination to test (repeatable); default: a spread of flax and jax '
+                           'from 0.8.0 to the newest on Python 3.11, and the newest on 3.10, 3.12 and 3.13')
   parser.add_argument('--work-dir', type=pathlib.Path, default=REPO / '.cache' / 'matrix',
                       help='where the virtual environments and logs live (default: %(default)s)')
   parser.add_argument('--readme', action='store_true',
@@ -134,15 +168,19 @@ def main(argv: list[str] | None = None) -> int:
       replace_block(README.read_text(encoding='utf-8'), '')
     except ValueError as error:
       parser.error(str(error))
-  pairs = [tuple(p.split(':', 1)) for p in args.pair] if args.pair else list(DEFAULT_PAIRS)
+  this_python = '.'.join(platform.python_version_tuple()[:2])
+  combos = [tuple(c.split(':', 2)) for c in args.combo or ()]
+  combos += [(this_python, *p.split(':', 1)) for p in args.pair or ()]
+  if not combos:
+    combos = list(DEFAULT_COMBOS)
   args.work_dir.mkdir(parents=True, exist_ok=True)
   outcomes = []
-  for flax_version, jax_version in pairs:
-    print(f'flax {flax_version} / jax {jax_version} ...', file=sys.stderr, flush=True)
-    outcomes.append(run_pair(flax_version, jax_version, args.work_dir))
+  for python_version, flax_version, jax_version in combos:
+    print(f'python {python_version} / flax {flax_version} / jax {jax_version} ...', file=sys.stderr, flush=True)
+    outcomes.append(run_combo(python_version, flax_version, jax_version, args.work_dir))
   print(table(outcomes))
   if args.readme:
-    block = readme_block(outcomes, datetime.date.today(), platform.python_version(), command)
+    block = readme_block(outcomes, datetime.date.today(), command)
     README.write_text(replace_block(README.read_text(encoding='utf-8'), block), encoding='utf-8')
   return 0 if all(o.status == 'pass' for o in outcomes) else 1
 

@@ -16,13 +16,12 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / 'scripts'))
 import version_matrix  # noqa: E402
 
-_NOTE = re.compile(r'Generated (\d{4}-\d\d-\d\d) by `(python scripts/version_matrix\.py[^`]*)` '
-                   r'with Python (\d+\.\d+\.\d+): ')
+_NOTE = re.compile(r'Generated (\d{4}-\d\d-\d\d) by `(python scripts/version_matrix\.py[^`]*)`: ')
 _VERSION = re.compile(r'\d+(\.\d+)+')
 
 _OUTCOMES = [
-    version_matrix.Outcome('0.8.0', '0.4.23', 'pass', '60 passed, 5 xfailed', 300.0),
-    version_matrix.Outcome('0.12.8', '0.10.2', 'FAIL', '1 failed, 59 passed', 200.0),
+    version_matrix.Outcome('3.11', '0.8.0', '0.4.23', 'pass', '60 passed, 5 xfailed', 300.0),
+    version_matrix.Outcome('3.13', '0.12.8', '0.10.2', 'FAIL', '1 failed, 59 passed', 200.0),
 ]
 
 _README = '''# project
@@ -55,7 +54,7 @@ def _parse(block: str) -> tuple[re.Match, list[version_matrix.Outcome]]:
   outcomes = []
   for row in rows[2:]:
     cells = [cell.strip() for cell in row.strip('|').split('|')]
-    assert len(cells) == 4, row
+    assert len(cells) == 5, row
     outcomes.append(version_matrix.Outcome(*cells, seconds=0.0))
   return match, outcomes
 
@@ -67,12 +66,17 @@ def test_readme_block_is_what_the_script_renders():
   assert version_matrix.END in section
   block = _block(readme)
   note, outcomes = _parse(block)
-  made, command, python = note.groups()
-  assert version_matrix.readme_block(outcomes, datetime.date.fromisoformat(made), python, command) == block
-  assert [(o.flax, o.jax) for o in outcomes] == list(version_matrix.DEFAULT_PAIRS)
+  made, command = note.groups()
+  assert version_matrix.readme_block(outcomes, datetime.date.fromisoformat(made), command) == block
+  assert [(o.python, o.flax, o.jax) for o in outcomes] == list(version_matrix.DEFAULT_COMBOS)
   for outcome in outcomes:
     assert _VERSION.fullmatch(outcome.flax) and _VERSION.fullmatch(outcome.jax)
-    assert outcome.status in ('pass', 'FAIL', 'install failed')
+    assert outcome.status in ('pass', 'FAIL', 'install failed', 'no interpreter')
+
+
+def test_every_supported_python_has_a_row():
+  pythons = {combo[0] for combo in version_matrix.DEFAULT_COMBOS}
+  assert pythons == {'3.10', '3.11', '3.12', '3.13'}
 
 
 def test_readme_prose_names_the_oldest_tested_pair():
@@ -84,16 +88,16 @@ def test_readme_prose_names_the_oldest_tested_pair():
 
 def test_table_for_the_readme_leaves_out_seconds():
   assert version_matrix.table(_OUTCOMES, seconds=False) == '\n'.join([
-      '| flax | jax | result | tests |',
-      '| --- | --- | --- | --- |',
-      '| 0.8.0 | 0.4.23 | pass | 60 passed, 5 xfailed |',
-      '| 0.12.8 | 0.10.2 | FAIL | 1 failed, 59 passed |',
+      '| python | flax | jax | result | tests |',
+      '| --- | --- | --- | --- | --- |',
+      '| 3.11 | 0.8.0 | 0.4.23 | pass | 60 passed, 5 xfailed |',
+      '| 3.13 | 0.12.8 | 0.10.2 | FAIL | 1 failed, 59 passed |',
   ])
-  assert version_matrix.table(_OUTCOMES).splitlines()[2] == '| 0.8.0 | 0.4.23 | pass | 60 passed, 5 xfailed | 300 |'
+  assert version_matrix.table(_OUTCOMES).splitlines()[2] == '| 3.11 | 0.8.0 | 0.4.23 | pass | 60 passed, 5 xfailed | 300 |'
 
 
 def test_replace_block_replaces_only_the_block():
-  block = version_matrix.readme_block(_OUTCOMES, datetime.date(2026, 1, 2), '3.11.7', 'python scripts/version_matrix.py')
+  block = version_matrix.readme_block(_OUTCOMES, datetime.date(2026, 1, 2), 'python scripts/version_matrix.py')
   new = version_matrix.replace_block(_README, block)
   start, end = version_matrix.START, version_matrix.END
   assert new.split(start)[0] == _README.split(start)[0]
@@ -102,9 +106,9 @@ def test_replace_block_replaces_only_the_block():
   assert new.splitlines().count(start) == 1 and new.splitlines().count(end) == 1
   assert version_matrix.replace_block(new, block) == new
   note, outcomes = _parse(_block(new))
-  assert note.groups() == ('2026-01-02', 'python scripts/version_matrix.py', '3.11.7')
-  assert [(o.flax, o.jax, o.status, o.summary) for o in outcomes] == [
-      (o.flax, o.jax, o.status, o.summary) for o in _OUTCOMES]
+  assert note.groups() == ('2026-01-02', 'python scripts/version_matrix.py')
+  assert [(o.python, o.flax, o.jax, o.status, o.summary) for o in outcomes] == [
+      (o.python, o.flax, o.jax, o.status, o.summary) for o in _OUTCOMES]
 
 
 @pytest.mark.parametrize('readme', [
@@ -130,31 +134,35 @@ def readme(tmp_path, monkeypatch):
 def test_main_with_readme_writes_the_outcomes(readme, tmp_path, monkeypatch):
   ran = []
 
-  def run_pair(flax_version, jax_version, work_dir):
-    ran.append((flax_version, jax_version, work_dir))
-    return version_matrix.Outcome(flax_version, jax_version, 'pass', '60 passed, 5 xfailed', 12.0)
+  def run_combo(python_version, flax_version, jax_version, work_dir):
+    ran.append((python_version, flax_version, jax_version, work_dir))
+    return version_matrix.Outcome(python_version, flax_version, jax_version, 'pass', '60 passed, 5 xfailed', 12.0)
 
-  monkeypatch.setattr(version_matrix, 'run_pair', run_pair)
-  args = ['--readme', '--pair', '0.8.0:0.4.23', '--work-dir', str(tmp_path / 'work')]
+  monkeypatch.setattr(version_matrix, 'run_combo', run_combo)
+  args = ['--readme', '--combo', '3.13:0.12.8:0.10.2', '--pair', '0.8.0:0.4.23', '--work-dir', str(tmp_path / 'work')]
   assert version_matrix.main(args) == 0
-  assert ran == [('0.8.0', '0.4.23', tmp_path / 'work')]
+  this_python = '.'.join(platform.python_version_tuple()[:2])
+  assert ran == [('3.13', '0.12.8', '0.10.2', tmp_path / 'work'), (this_python, '0.8.0', '0.4.23', tmp_path / 'work')]
   written = readme.read_text(encoding='utf-8')
-  command = f'python scripts/version_matrix.py --readme --pair 0.8.0:0.4.23 --work-dir {tmp_path / "work"}'
+  command = ('python scripts/version_matrix.py --readme --combo 3.13:0.12.8:0.10.2 --pair 0.8.0:0.4.23 '
+             f'--work-dir {tmp_path / "work"}')
   assert _block(written) == version_matrix.readme_block(
-      [version_matrix.Outcome('0.8.0', '0.4.23', 'pass', '60 passed, 5 xfailed', 0.0)],
-      datetime.date.today(), platform.python_version(), command)
+      [version_matrix.Outcome('3.13', '0.12.8', '0.10.2', 'pass', '60 passed, 5 xfailed', 0.0),
+       version_matrix.Outcome(this_python, '0.8.0', '0.4.23', 'pass', '60 passed, 5 xfailed', 0.0)],
+      datetime.date.today(), command)
   assert written.split(version_matrix.END)[1] == _README.split(version_matrix.END)[1]
 
 
 def test_main_without_readme_leaves_it_alone(readme, tmp_path, monkeypatch):
-  monkeypatch.setattr(version_matrix, 'run_pair', lambda f, j, w: version_matrix.Outcome(f, j, 'pass', 'ok', 1.0))
+  monkeypatch.setattr(version_matrix, 'run_combo',
+                      lambda p, f, j, w: version_matrix.Outcome(p, f, j, 'pass', 'ok', 1.0))
   assert version_matrix.main(['--pair', '0.8.0:0.4.23', '--work-dir', str(tmp_path / 'work')]) == 0
   assert readme.read_text(encoding='utf-8') == _README
 
 
 def test_main_checks_the_markers_before_running_anything(readme, tmp_path, monkeypatch, capsys):
   readme.write_text(_README.replace(version_matrix.END, ''), encoding='utf-8')
-  monkeypatch.setattr(version_matrix, 'run_pair', lambda *args: pytest.fail('ran a pair'))
+  monkeypatch.setattr(version_matrix, 'run_combo', lambda *args: pytest.fail('ran a combination'))
   with pytest.raises(SystemExit) as exit_info:
     version_matrix.main(['--readme', '--work-dir', str(tmp_path / 'work')])
   assert exit_info.value.code == 2

@@ -1,0 +1,44 @@
+"""Compiled evaluation of the function that a rewritten ``nn.vjp`` differentiates.
+
+Eager ``nn.grad`` dispatches every primitive of the forward and the backward
+pass one at a time. Wrapped in :func:`compiled`, the differentiated function
+runs through a cached ``jax.jit`` instead: ``nn.vjp`` still lifts the module
+and calls the wrapper with a clone bound to a fresh scope, and the wrapper
+passes that scope's variables and rng keys into the compiled function and the
+mutated collections back out. JAX differentiates the compiled call as one
+primitive, so forward and backward each run as one compiled program.
+
+A cached program is reused only when that cannot change what the program
+does, which the modules here establish by concern:
+
+- ``fingerprint``: keys and guard values that differ whenever a Python value
+  could change a trace;
+- ``bytecode``, ``usercode``, ``monitor`` (with ``monitor_settrace`` and
+  ``monitor_events``), ``recorder``, ``effects``: watching the user code a
+  trace runs, for the values it reads (they become ``guards``) and for
+  anything observable it would do (then nothing is cached, and the effect
+  never happens during the trace);
+- ``vetting``: checks on the traced program, including tracing its backward
+  pass before it is used;
+- ``plumbing``: variables, rng counters and results across the compiled call;
+- ``cache`` and ``reports``: the entries, and why calls ran as they did;
+- ``wrapper``: :func:`compiled` itself, and the path of one call.
+"""
+
+from vjpify.runtime.compiled import cache as _cache
+from vjpify.runtime.compiled import reports as _reports
+from vjpify.runtime.compiled.cache import CacheInfo
+from vjpify.runtime.compiled.reports import Explanation, SiteReport, explain
+from vjpify.runtime.compiled.wrapper import FLAX_COMPILES, compiled
+
+__all__ = ['CacheInfo', 'Explanation', 'FLAX_COMPILES', 'SiteReport', 'compiled', 'explain']
+
+
+def _cache_clear() -> None:
+  _cache.clear()
+  _reports.clear()
+
+
+compiled.cache_info = _cache.info
+compiled.cache_clear = _cache_clear
+compiled.explain = explain

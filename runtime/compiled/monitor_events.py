@@ -1,0 +1,137 @@
+"""The monitor's back end for Python 3.12 and later: ``sys.monitoring``.
+
+Events are on only while some thread traces. ``PY_START`` and ``PY_RESUME``
+fire for every code object until it answers ``DISABLE``: library code does
+so at once (except the library functions that are effects, which must be
+seen each time user code enters them), user code gets ``CALL`` events, with
+the callable and its first argument, and ``INSTRUCTION`` events for the
+offsets of its stores that need checking (every other offset is disabled
+after its first event). Events of other threads are ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from typing import Any
+
+from vjpify.runtime.compiled import bytecode, effects, usercode
+from vjpify.runtime.compiled.recorder import Recorder
+
+__all__ = ['start', 'stop']
+
+_monitoring = sys.monitoring
+_EVENTS = _monitoring.events
+_DISABLE = _monitoring.DISABLE
+_NAME = 'vjpify.runtime.compiled'
+# Tool ids the runtime may take, in order of preference (0, 1 and 2 are
+# debuggers, coverage and profilers by convention).
+_CANDIDATE_IDS = (4, 3)
+
+_lock = threading.Lock()
+_recorders: dict[int, Recorder] = {}
+# Per thread: how many gc callbacks or finalizers are running, which are not
+# part of the traced function.
+_suspended: dict[int, int] = {}
+_asides: set[types.CodeType] = set()
+_local_codes: set[types.CodeType] = set()
+_tool: int | None = None
+_is_user = usercode.is_user_code
+
+
+def _on_start(code: types.CodeType, offset: int) -> Any:
+  thread = threading.get_ident()
+  recorder = _recorders.get(thread)
+  if recorder is not None and (code in _asides or code.co_name == '__del__'):
+    _suspended[thread] = _suspended.get(thread, 0) + 1
+    _monitoring.set_local_events(_tool, code, _EVENTS.PY_RETURN)
+    _local_codes.add(code)
+    return None
+  if _suspended.get(thread):
+    return None
+  if not _is_user(code):
+    if effects.classify_code(code) is None:
+      return _DISABLE
+    if recorder is not None:
+      caller = sys._getframe(1).f_back  # pylint: disable=protected-access
+      if caller is not None and _is_user(caller.f_code):
+        recorder.enter_library(code, caller)
+    return None
+  if recorder is None:
+    return None
+  recorder.enter(sys._getframe(1))  # pylint: disable=protected-access
+  if code not in _local_codes:
+    _local_codes.add(code)
+    events = _EVENTS.CALL | (_EVENTS.INSTRUCTION if bytecode.facts(code).stores else 0)
+    _monitoring.set_local_events(_tool, code, events)
+  return None
+
+
+def _on_leave(code: types.CodeType, offset: int, value: Any) -> Any:
+  thread = threading.get_ident()
+  if (code in _asides or code.co_name == '__del__') and _suspended.get(thread):
+    _suspended[thread] -= 1
+  return None
+
+
+def _on_call(code: types.CodeType, offset: int, fn: Any, first: Any) -> Any:
+  recorder = _recorders.get(threading.get_ident())
+  if recorder is not None and not _suspended.get(threading.get_ident()):
+    argument = effects.UNKNOWN_ARGUMENT if first is _monitoring.MISSING else first
+    recorder.call(sys._getframe(1), fn, argument)  # pylint: disable=protected-access
+  return None
+
+
+def _on_instruction(code: types.CodeType, offset: int) -> Any:
+  store = bytecode.facts(code).stores.get(offset)
+  if store is None:
+    return _DISABLE
+  recorder = _recorders.get(threading.get_ident())
+  if recorder is not None and not _suspended.get(threading.get_ident()):
+    recorder.store(sys._getframe(1), store)  # pylint: disable=protected-access
+  return None
+
+
+def _claim_tool() -> str | None:
+  global _tool
+  if _tool is not None:
+    return None
+  for candidate in _CANDIDATE_IDS:
+    if _monitoring.get_tool(candidate) is None:
+      _monitoring.use_tool_id(candidate, _NAME)
+      _tool = candidate
+      _monitoring.register_callback(candidate, _EVENTS.PY_START, _on_start)
+      _monitoring.register_callback(candidate, _EVENTS.PY_RESUME, _on_start)
+      _monitoring.register_callback(candidate, _EVENTS.CALL, _on_call)
+      _monitoring.register_callback(candidate, _EVENTS.INSTRUCTION, _on_instruction)
+      _monitoring.register_callback(candidate, _EVENTS.PY_RETURN, _on_leave)
+      _monitoring.register_callback(candidate, _EVENTS.PY_UNWIND, _on_leave)
+      return None
+  return f'no sys.monitoring tool id is free (tried {", ".join(map(str, _CANDIDATE_IDS))})'
+
+
+def start(recorder: Recorder) -> str | None:
+  with _lock:
+    reason = _claim_tool()
+    if reason is not None:
+      return reason
+    if not _recorders:
+      _asides.clear()
+      _asides.update(usercode.aside_codes())
+      # PY_UNWIND can only be global: it ends a gc callback that raised.
+      _monitoring.set_events(_tool, _EVENTS.PY_START | _EVENTS.PY_RESUME | _EVENTS.PY_UNWIND)
+    _recorders[recorder.thread] = recorder
+    _suspended[recorder.thread] = 0
+  return None
+
+
+def stop(recorder: Recorder) -> None:
+  with _lock:
+    _recorders.pop(recorder.thread, None)
+    _suspended.pop(recorder.thread, None)
+    if not _recorders:
+      _monitoring.set_events(_tool, 0)
+      for code in _local_codes:
+        _monitoring.set_local_events(_tool, code, 0)
+      _local_codes.clear()

@@ -1,0 +1,89 @@
+"""The monitor's back end for Python 3.10 and 3.11: ``sys.settrace``.
+
+The hook is per thread, so only the tracing thread is watched. It sees every
+new frame: user frames are reported and get opcode events, library frames
+entered straight from user code are classified. An opcode event comes
+before its instruction runs, which is when a store, or a call of a C
+function such as ``print``, can still be stopped; the callable of a call is
+found by following the stack back to the loads that pushed it
+(``bytecode.Call``).
+
+``sys.setprofile`` would hand over C callables directly, but on these
+Pythons every profile event copies the locals of the frame out and back,
+which crashes CPython 3.11 inside jax's tracing; it is not used.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from vjpify.runtime.compiled import bytecode, effects, usercode
+from vjpify.runtime.compiled.recorder import Recorder, evaluate_call
+
+__all__ = ['start', 'stop']
+
+_is_user = usercode.is_user_code
+
+
+class _Hooks:
+
+  def __init__(self, recorder: Recorder):
+    self.recorder = recorder
+    self.asides = usercode.aside_codes()
+    self.suspended = 0
+
+  def trace(self, frame: types.FrameType, event: str, arg: Any) -> Any:
+    if self.suspended:
+      return None
+    code = frame.f_code
+    if code in self.asides or code.co_name == '__del__':
+      # A gc callback or a finalizer, run wherever the collector struck:
+      # not part of the traced function.
+      self.suspended += 1
+      return self.aside
+    if _is_user(code):
+      self.recorder.enter(frame)
+      facts = bytecode.facts(code)
+      if facts.stores or facts.calls:
+        frame.f_trace_lines = False
+        frame.f_trace_opcodes = True
+        return self.opcode
+      return None
+    if effects.classify_code(code) is not None:
+      caller = frame.f_back
+      if caller is not None and _is_user(caller.f_code):
+        self.recorder.enter_library(code, caller)
+    return None
+
+  def aside(self, frame: types.FrameType, event: str, arg: Any) -> Any:
+    if event == 'return':
+      self.suspended -= 1
+    return self.aside
+
+  def opcode(self, frame: types.FrameType, event: str, arg: Any) -> Any:
+    if event == 'opcode' and not self.suspended:
+      facts = bytecode.facts(frame.f_code)
+      offset = frame.f_lasti
+      store = facts.stores.get(offset)
+      if store is not None:
+        self.recorder.store(frame, store)
+      call = facts.calls.get(offset)
+      if call is not None:
+        fn, first = evaluate_call(frame, call)
+        if fn is not None:
+          self.recorder.call(frame, fn, first)
+    return self.opcode
+
+
+def start(recorder: Recorder) -> str | None:
+  if sys.gettrace() is not None:
+    return 'a debugger, profiler or coverage tool holds sys.settrace on this thread'
+  sys.settrace(_Hooks(recorder).trace)
+  return None
+
+
+def stop(recorder: Recorder) -> None:
+  del recorder
+  sys.settrace(None)

@@ -1,0 +1,339 @@
+"""What one trace did in Python: the user code that ran, what it read, and whether it did anything observable.
+
+The monitor (``monitor.py``) reports to a :class:`Recorder` while
+``jax.jit`` traces the wrapped function: every user frame that starts or
+resumes, every call a user frame makes, every store that may reach state
+outliving the call. An observable effect stops the trace at once, before it
+happens, by raising :class:`EffectFound` (a ``BaseException``, so that user
+code catching ``Exception`` does not swallow it); the call then runs
+uncompiled and the effect happens exactly once, as in the original program.
+
+At the end, :meth:`Recorder.guards` turns what was read into guards: the
+global names loaded by every user function that ran, and the attributes of
+user modules by the names those functions mention.
+"""
+
+from __future__ import annotations
+
+import collections
+import collections.abc
+import threading
+import types
+from typing import Any
+
+from vjpify.runtime import internals
+from vjpify.runtime.compiled import bytecode, effects, usercode
+from vjpify.runtime.compiled.fingerprint import Fingerprinter, Unguardable
+from vjpify.runtime.compiled.guards import GlobalGuard, builtins_of
+
+__all__ = ['EffectFound', 'Recorder', 'evaluate_call']
+
+# How many objects the search for state that outlives the call may visit;
+# past it every object counts as outliving.
+_REACH_BUDGET = 200_000
+_UNKNOWN = object()
+
+
+class EffectFound(BaseException):
+  """Raised inside a trace, before an observable effect would happen."""
+
+
+def where(frame: types.FrameType) -> str:
+  code = frame.f_code
+  name = getattr(code, 'co_qualname', code.co_name)
+  return f'{code.co_filename}:{frame.f_lineno} in {name}'
+
+
+class Recorder:
+  """Collects what the user code run by one trace read and did."""
+
+  def __init__(self, roots: list[Any]):
+    self.thread = threading.get_ident()
+    self.effect: str | None = None
+    # Stores whose target could not be followed; the state is compared after the trace.
+    self.unverified: list[str] = []
+    self._namespaces: dict[types.CodeType, dict[int, dict]] = {}
+    self._pending: list[Any] = list(roots)
+    self._reached: set[int] = set()
+    self._generator_frames: set[int] = set()
+    self._budget = _REACH_BUDGET
+
+  # Events from the monitor.
+  # ---------------------------------------------------------------------------
+
+  def enter(self, frame: types.FrameType) -> None:
+    """A user frame starts, or a user generator resumes."""
+    self._raise_if_failed()
+    code = frame.f_code
+    facts = bytecode.facts(code)
+    if facts.is_generator and self._outlives_generator(frame):
+      self.fail('resumes a generator that outlives the call', frame)
+    namespaces = self._namespaces.setdefault(code, {})
+    if id(frame.f_globals) not in namespaces:
+      namespaces[id(frame.f_globals)] = frame.f_globals
+      builtins = builtins_of(frame.f_globals)
+      for name in facts.global_names:
+        value = frame.f_globals.get(name, _UNKNOWN)
+        if value is _UNKNOWN:
+          value = builtins.get(name, _UNKNOWN)
+        if value is not _UNKNOWN:
+          self._pending.append(value)
+    if code.co_freevars:
+      values = frame.f_locals
+      self._pending.extend(values[name] for name in code.co_freevars if name in values)
+
+  def call(self, frame: types.FrameType, fn: Any, first: Any) -> None:
+    """A user frame is about to call ``fn`` (``first``: its first argument, if known)."""
+    self._raise_if_failed()
+    verdict = effects.classify_call(fn, first, self.outlives)
+    if verdict is not None:
+      self.fail(verdict, frame)
+
+  def enter_library(self, code: types.CodeType, caller: types.FrameType) -> None:
+    """A user frame enters library function ``code`` (found impure by the monitor)."""
+    self._raise_if_failed()
+    verdict = effects.classify_code(code)
+    if verdict is not None:
+      self.fail(verdict, caller)
+
+  def store(self, frame: types.FrameType, store: bytecode.Store) -> None:
+    """A user frame is about to run ``store``."""
+    self._raise_if_failed()
+    if store.kind == 'global':
+      self.fail(f'assigns the global {store.name}', frame)
+    if store.kind == 'nonlocal':
+      self.fail(f'assigns the nonlocal {store.name}', frame)
+    target = _UNKNOWN if store.target is None else _evaluate(frame, store.target)
+    if target is _UNKNOWN:
+      # A loop over what a call returned (range(n), zip(...)) iterates over
+      # something new; only stores are compared after the trace.
+      if store.kind != 'iter':
+        self.unverified.append(where(frame))
+      return
+    if isinstance(target, internals.Module):
+      return  # flax itself decides which module attributes may be set, and when
+    if store.kind == 'iter':
+      if _is_iterator(target) and self.outlives(target):
+        self.fail(f'advances a {type(target).__name__} that outlives the call', frame)
+    elif self.outlives(target):
+      what = f'sets the attribute {store.name} of' if store.kind == 'attr' else 'sets an item of'
+      self.fail(f'{what} a {type(target).__name__} that outlives the call', frame)
+
+  def fail(self, reason: str, frame: types.FrameType | None) -> None:
+    self.effect = reason if frame is None else f'{reason} at {where(frame)}'
+    raise EffectFound(self.effect)
+
+  def _raise_if_failed(self) -> None:
+    # User code that catches BaseException goes on after an effect was
+    # found; every later event stops it again.
+    if self.effect is not None:
+      raise EffectFound(self.effect)
+
+  # State that outlives the call.
+  # ---------------------------------------------------------------------------
+
+  def outlives(self, obj: Any) -> bool:
+    """Whether ``obj`` is reachable from what the trace read (globals, closures, fields)."""
+    if id(obj) in self._reached:
+      return True
+    self._reach()
+    return self._budget < 0 or id(obj) in self._reached
+
+  def _outlives_generator(self, frame: types.FrameType) -> bool:
+    self._reach()
+    return self._budget < 0 or id(frame) in self._generator_frames
+
+  def _reach(self) -> None:
+    stack, self._pending = self._pending, []
+    reached = self._reached
+    while stack and self._budget >= 0:
+      value = stack.pop()
+      if id(value) in reached:
+        continue
+      reached.add(id(value))
+      self._budget -= 1
+      stack.extend(_references(value, self._generator_frames))
+
+  # Guards.
+  # ---------------------------------------------------------------------------
+
+  def ran(self) -> dict[types.CodeType, dict[int, dict]]:
+    return self._namespaces
+
+  def guards(self, covered_codes: set[types.CodeType], user_modules: dict[int, types.ModuleType]) -> list[GlobalGuard]:
+    """Guards on every global the user code read; raises Unguardable for closures nothing covers.
+
+    Args:
+      covered_codes: code objects whose closures the entry's key or its
+        guards fingerprint (updated here with the closures the guards reach).
+      user_modules: user modules reached by fingerprints (updated likewise).
+    """
+    guards = []
+    names: set[str] = set()
+    fingerprinter = Fingerprinter()
+    for code, namespaces in self._namespaces.items():
+      facts = bytecode.facts(code)
+      names |= facts.names
+      for namespace in namespaces.values():
+        owner = namespace.get('__name__') or code.co_filename
+        builtins = builtins_of(namespace)
+        for name in facts.global_names:
+          fingerprinter.budget = Fingerprinter().budget
+          guards.append(GlobalGuard(namespace, name, owner, fingerprinter, builtins))
+    covered_codes |= fingerprinter.reached_codes
+    user_modules.update(fingerprinter.user_modules)
+    created_here = _nested_codes(self._namespaces)
+    for code in self._namespaces:
+      if code.co_freevars and code not in covered_codes and code not in created_here:
+        raise Unguardable(
+            f'the closure of {getattr(code, "co_qualname", code.co_name)} ({code.co_filename}:'
+            f'{code.co_firstlineno}) ran but is not reachable from the function or its module'
+        )
+    for module in list(user_modules.values()):
+      for name in sorted(names & module.__dict__.keys()):
+        fingerprinter.budget = Fingerprinter().budget
+        guards.append(GlobalGuard(module.__dict__, name, module.__name__, fingerprinter))
+    return guards
+
+
+def _nested_codes(namespaces: dict) -> set[types.CodeType]:
+  nested = set()
+  stack = list(namespaces)
+  while stack:
+    for const in stack.pop().co_consts:
+      if isinstance(const, types.CodeType) and const not in nested:
+        nested.add(const)
+        stack.append(const)
+  return nested
+
+
+def _references(value: Any, generator_frames: set[int]) -> list[Any]:
+  """The objects ``value`` holds that user code could reach and change."""
+  if isinstance(value, (str, bytes, int, float, complex, bool, type(None))):
+    return []
+  if isinstance(value, dict):
+    return [*value.keys(), *value.values()]
+  if isinstance(value, (list, tuple, set, frozenset)):
+    return list(value)
+  if isinstance(value, types.GeneratorType):
+    if value.gi_frame is not None:
+      generator_frames.add(id(value.gi_frame))
+    return []
+  if isinstance(value, types.FunctionType):
+    cells = []
+    for cell in value.__closure__ or ():
+      try:
+        cells.append(cell.cell_contents)
+      except ValueError:
+        pass
+    return [*cells, value.__defaults__, value.__kwdefaults__, value.__dict__]
+  if isinstance(value, types.MethodType):
+    return [value.__func__, value.__self__]
+  if isinstance(value, internals.Module):
+    return [getattr(value, name, None) for name in getattr(value, '__dataclass_fields__', {}) if name != 'parent']
+  if isinstance(value, types.ModuleType):
+    return list(vars(value).values()) if not usercode.is_trusted_module(value.__name__) else []
+  kind = type(value)
+  if isinstance(value, type):
+    return list(vars(value).values()) if not usercode.is_trusted_module(value.__module__) else []
+  if usercode.is_trusted_module(kind.__module__) and kind is not types.SimpleNamespace:
+    # Library containers (deque, FrozenDict ...) are walked; other library
+    # objects are leaves.
+    if isinstance(value, collections.abc.Mapping):
+      return [*value.keys(), *value.values()]
+    return list(value) if isinstance(value, collections.deque) else []
+  found = []
+  state = _instance_dict(value)
+  if state is not None:
+    found.extend(state.values())
+  found.append(kind)
+  return found
+
+
+def _instance_dict(value: Any) -> dict | None:
+  try:
+    state = object.__getattribute__(value, '__dict__')
+  except (AttributeError, TypeError):
+    return None
+  return state if isinstance(state, dict) else None
+
+
+def _evaluate(frame: types.FrameType, source: bytecode.Source) -> Any:
+  """The object ``source`` names in ``frame`` now, found without running user code; or _UNKNOWN."""
+  if source.root == 'global':
+    value = frame.f_globals.get(source.name, _UNKNOWN)
+    if value is _UNKNOWN:
+      value = builtins_of(frame.f_globals).get(source.name, _UNKNOWN)
+  else:
+    value = frame.f_locals.get(source.name, _UNKNOWN)
+  for name in source.attrs:
+    if value is _UNKNOWN:
+      break
+    value = _static_attribute(value, name)
+  return value
+
+
+def _binds_safely(descriptor: Any) -> bool:
+  """Whether ``descriptor.__get__`` runs no user code: functions and methods, in C or Python.
+
+  A descriptor class written in Python runs its own ``__get__``; a property
+  runs its getter.
+  """
+  if isinstance(descriptor, (types.FunctionType, classmethod, staticmethod)):
+    return True
+  if isinstance(descriptor, property):
+    return False
+  getter = getattr(type(descriptor), '__get__', None)
+  return getter is not None and not isinstance(getter, types.FunctionType)
+
+
+def _static_attribute(obj: Any, name: str) -> Any:
+  """``getattr(obj, name)`` where that runs no user code, else _UNKNOWN."""
+  if isinstance(obj, type):
+    for owner in obj.__mro__:
+      if name in vars(owner):
+        found = vars(owner)[name]
+        if _binds_safely(found):
+          return found.__get__(None, obj)
+        return found if not hasattr(type(found), '__get__') else _UNKNOWN
+    return _UNKNOWN
+  found = _UNKNOWN
+  for owner in type(obj).__mro__:
+    if name in vars(owner):
+      found = vars(owner)[name]
+      break
+  descriptor = type(found)
+  if found is not _UNKNOWN and (hasattr(descriptor, '__set__') or hasattr(descriptor, '__delete__')):
+    if isinstance(found, (types.MemberDescriptorType, types.GetSetDescriptorType)):
+      try:
+        return found.__get__(obj, type(obj))
+      except AttributeError:  # an empty slot
+        return _UNKNOWN
+    return _UNKNOWN  # a property or another data descriptor: its code would run
+  state = _instance_dict(obj)
+  if state is not None and name in state:
+    return state[name]
+  if found is _UNKNOWN:
+    return _UNKNOWN
+  if _binds_safely(found):
+    return found.__get__(obj, type(obj))
+  return found if not hasattr(descriptor, '__get__') else _UNKNOWN
+
+
+def evaluate_call(frame: types.FrameType, call: bytecode.Call) -> tuple[Any, Any]:
+  """The callable and first argument of ``call`` as they are in ``frame`` now: (None, ...) when unknown."""
+  target = call.callable
+  if type(target) is bytecode.Method:
+    base = _UNKNOWN if target.base is None else _evaluate(frame, target.base)
+    fn = _UNKNOWN if base is _UNKNOWN else _static_attribute(base, target.name)
+  elif type(target) is bytecode.Source:
+    fn = _evaluate(frame, target)
+  else:
+    fn = _UNKNOWN
+  first = _evaluate(frame, call.first) if type(call.first) is bytecode.Source else _UNKNOWN
+  return (None if fn is _UNKNOWN else fn), (effects.UNKNOWN_ARGUMENT if first is _UNKNOWN else first)
+
+
+def _is_iterator(value: Any) -> bool:
+  kind = type(value)
+  return any('__next__' in vars(owner) for owner in kind.__mro__) and not isinstance(value, (list, tuple, dict))

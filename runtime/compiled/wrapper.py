@@ -1,0 +1,314 @@
+"""``compiled(fn)``: the wrapper, and the path of one call through key, guards, trace and replay."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import sys
+import threading
+import types
+from typing import Any
+
+import flax
+import jax
+
+from vjpify.runtime import internals
+from vjpify.runtime.compiled import cache, monitor, plumbing, reports, vetting
+from vjpify.runtime.compiled.fingerprint import Fingerprinter, Unguardable
+from vjpify.runtime.compiled.recorder import EffectFound, Recorder
+
+__all__ = ['FLAX_COMPILES', 'compiled']
+
+# Older flax releases run the compiled path with different results where a
+# module differentiates one of its own setup methods that sows (flax 0.8.0);
+# there every call takes the uncompiled path.
+FLAX_COMPILES = internals.FLAX_VERSION >= (0, 10)
+# flax settings that change what a trace computes: rng derivation, the types
+# that variables() returns, the names of adopted submodules.
+_FLAX_FLAGS = ('flax_fix_rng_separator', 'flax_return_frozendict', 'flax_preserve_adopted_names')
+
+
+class _NeedsTrace(BaseException):
+  """jax is about to trace an entry outside a watched, vetted trace."""
+
+
+class _Calls(threading.local):
+  """The calls being run compiled on this thread, innermost last."""
+
+  def __init__(self):
+    self.stack: list[plumbing.Call] = []
+    self.watched: list[bool] = []
+
+
+_calls = _Calls()
+
+
+def _trace(variables: dict, rngs: dict, primals: tuple) -> tuple[list, list]:
+  """The function every entry jits: the traced call of the innermost wrapper."""
+  if not _calls.watched or not _calls.watched[-1]:
+    raise _NeedsTrace()
+  cache.stats['traces'] += 1
+  return plumbing.run_traced(_calls.stack[-1], variables, rngs, primals)
+
+
+def _not_now(module: Any, primals: tuple, kwargs: dict) -> str | None:
+  """Why this call cannot run compiled whatever ``fn`` is, or None."""
+  if not FLAX_COMPILES:
+    return f'flax {flax.__version__} is run uncompiled (compiled code is checked on flax 0.10 and later)'
+  if kwargs:
+    return 'called with keyword arguments'
+  if not isinstance(module, internals.Module):
+    return 'not called with a flax Module'
+  scope = module.scope
+  if not isinstance(scope, internals.Scope) or scope.parent is not None:
+    return 'the module is not bound to a top-level scope'
+  if internals.interceptors_active():
+    return 'inside nn.intercept_methods'
+  if internals.call_info_active():
+    return 'inside Module.tabulate'
+  if jax.config.jax_disable_jit:
+    return 'jax.disable_jit() is on'
+  leaves = jax.tree_util.tree_leaves((scope._variables, scope.rngs, primals))  # pylint: disable=protected-access
+  if not all(internals.is_concrete(leaf) for leaf in leaves):
+    return ('under an outer transformation (jax.jit, vmap, a lifted transform) or with numpy inputs: '
+            'the outer compilation covers fn')
+  return None
+
+
+def _filter_key(fingerprinter: Fingerprinter, mutable: Any) -> Any:
+  if isinstance(mutable, internals.DenyList):
+    return internals.DenyList, _filter_key(fingerprinter, mutable.deny)
+  return fingerprinter(mutable)
+
+
+def _key(fingerprinter: Fingerprinter, target: Any, module: Any, counters: tuple) -> Any:
+  scope = module.scope
+  state = internals.module_state(module)
+  return (
+      tuple(getattr(flax.config, name, None) for name in _FLAX_FLAGS),
+      fingerprinter(target),
+      fingerprinter.module(module),
+      state.in_compact_method,
+      state.in_setup,
+      state.setup_called,
+      state.is_initialized,
+      tuple(state.autoname_cursor.items()),
+      scope.name,
+      scope.path,
+      scope.debug_path,
+      _filter_key(fingerprinter, scope.mutable),
+      fingerprinter(dict(scope.flags)),
+      tuple((name, frozenset(cols)) for name, cols in scope.reservations.items()),
+      counters,
+      fingerprinter(internals.capture_filter()),
+  )
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip().splitlines()
+  return f'{type(error).__name__}: {text[0]}' if text else type(error).__name__
+
+
+def _roots(target: Any, module: Any) -> list[Any]:
+  fields = [getattr(module, field.name, None) for field in dataclasses.fields(module) if field.name != 'parent']
+  return [target, type(module), *fields]
+
+
+def _partial_guards(recorder: Recorder, fingerprinter: Fingerprinter, entry: cache.Entry) -> list:
+  """The guards of a trace that stopped early: what it read until then, or none."""
+  try:
+    return recorder.guards(fingerprinter.reached_codes | entry.covered_codes,
+                           {**fingerprinter.user_modules, **entry.user_modules})
+  except Unguardable:
+    return []
+
+
+def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerprinter: Fingerprinter,
+                   arguments: tuple, site: reports.SiteReport, why: str | None) -> tuple[str | None, list]:
+  """Traces ``call`` under watch and checks the program.
+
+  Returns:
+    The reason the entry must run uncompiled (None if it may run compiled),
+    and the guards under which that holds.
+  """
+  recorder = Recorder(_roots(target, call.module))
+  call.outlives = recorder.outlives
+  site.retraced(why)
+  _calls.watched[-1] = True
+  try:
+    with monitor.watching(recorder):
+      traced = entry.run.trace(*arguments)
+  except monitor.MonitorUnavailable as error:
+    return f'cannot watch the trace: {error}', []
+  except EffectFound:
+    return f'fn {recorder.effect}', _partial_guards(recorder, fingerprinter, entry)
+  except Unguardable as error:
+    return f'cannot guard: {error}', _partial_guards(recorder, fingerprinter, entry)
+  except Exception as error:  # pylint: disable=broad-except
+    # Tracing fails where eager evaluation works (Python control flow on
+    # values); the uncompiled call then raises whatever the original would.
+    return f'tracing failed: {_first_line(error)}', _partial_guards(recorder, fingerprinter, entry)
+  finally:
+    _calls.watched[-1] = False
+  covered = fingerprinter.reached_codes | entry.covered_codes
+  modules = {**fingerprinter.user_modules, **entry.user_modules}
+  try:
+    guards = recorder.guards(covered, modules)
+  except Unguardable as error:
+    return f'cannot guard: {error}', []
+  problem = vetting.static_problem(traced.jaxpr)
+  if problem is None and vetting.has_custom_rules(traced.jaxpr):
+    primal_count = len(jax.tree_util.tree_leaves(arguments[2]))
+    try:
+      with monitor.watching(recorder):
+        vetting.probe_backward(traced.jaxpr, primal_count)
+      guards += recorder.guards(covered, modules)
+    except EffectFound:
+      problem = f'the backward pass {recorder.effect}'
+    except Unguardable as error:
+      return f'cannot guard the backward pass: {error}', []
+    except Exception as error:  # pylint: disable=broad-except
+      problem = f'the backward pass cannot be traced (a custom rule needs values): {_first_line(error)}'
+  if problem is None and recorder.unverified:
+    call.run_once = (f'fn stores into an object it reached through a call or an index at {recorder.unverified[0]}; '
+                     'whether that state outlives the call cannot be checked before each call')
+  entry.covered_codes = covered
+  entry.user_modules = modules
+  return problem, guards
+
+
+def _call_compiled(target: Any, method: Any, module: Any, primals: tuple,
+                   site: reports.SiteReport) -> tuple | str:
+  """Runs ``method`` compiled: a 1-tuple holding its result, or the reason to run it as is."""
+  scope = module.scope
+  counters = plumbing.flat_counters(scope.rng_counters)
+  fingerprinter = Fingerprinter(arrays=False)
+  try:
+    key = _key(fingerprinter, target, module, counters)
+  except Unguardable as error:
+    return f'cannot key: {error}'
+  except RecursionError:
+    return 'cannot key: a value nested too deeply'
+  bucket = cache.bucket_for(key)
+  if bucket.problem is not None:
+    return bucket.problem
+  entry, failure = bucket.find()
+  if entry is not None and entry.problem is not None:
+    return entry.problem
+  if entry is None:
+    if len(bucket.entries) >= cache.MAX_ENTRIES_PER_KEY:
+      return f'recompile limit: {cache.MAX_ENTRIES_PER_KEY} entries for this key, and {failure}'
+    entry = cache.Entry(_trace)
+    with cache.lock:
+      bucket.entries.append(entry)
+  call = plumbing.Call(method, module, counters)
+  arguments = (scope._variables, scope.rngs, primals)  # pylint: disable=protected-access
+  _calls.stack.append(call)
+  _calls.watched.append(False)
+  try:
+    try:
+      out_traced, updates_traced = entry.run(*arguments)
+    except _NeedsTrace:
+      problem, guards = _trace_and_vet(entry, call, target, fingerprinter, arguments, site, failure)
+      entry.guards.extend(guards)
+      if problem is not None:
+        plumbing.restore_counters(scope.rng_counters, counters)
+        if entry.record is None:
+          # A negative entry: while its guards pass, calls run uncompiled
+          # without tracing again.
+          entry.problem = problem
+        else:
+          bucket.problem = problem  # new shapes of a compiled entry
+        return problem
+      out_traced, updates_traced = entry.run(*arguments)
+  except _NeedsTrace:
+    plumbing.restore_counters(scope.rng_counters, counters)
+    bucket.problem = 'jax traced the compiled function again outside a watched trace'
+    return bucket.problem
+  except Exception as error:  # pylint: disable=broad-except
+    plumbing.restore_counters(scope.rng_counters, counters)
+    bucket.problem = f'the compiled call failed: {_first_line(error)}'
+    return bucket.problem
+  finally:
+    _calls.stack.pop()
+    _calls.watched.pop()
+  if call.record is not None:
+    if entry.record is None:
+      entry.record = call.record
+    elif not call.record.same_as(entry.record):
+      # A retrace (new shapes) did something else Python-side: later calls
+      # could not tell which record to replay.
+      bucket.problem = 'a trace for new shapes did something else in Python than the first'
+  if call.run_once is not None:
+    bucket.problem = call.run_once
+  return (plumbing.replay(module, call.record or entry.record, out_traced, updates_traced),)
+
+
+def _unbound(fn: Any) -> types.FunctionType | None:
+  """The function ``nn.vjp`` would call for ``fn``, or None when it is not a plain one."""
+  if isinstance(fn, types.MethodType) and isinstance(fn.__self__, internals.Module):
+    fn = fn.__func__
+  if not isinstance(fn, types.FunctionType):
+    return None
+  # nn.vjp's own test, which reads through functools.wraps as Module methods
+  # need; the signature is only built when the code cannot tell.
+  if fn.__code__.co_argcount >= 1:
+    return fn
+  try:
+    return fn if inspect.signature(fn).parameters else None
+  except (TypeError, ValueError):
+    return None
+
+
+def compiled(fn: Any) -> Any:
+  """Wraps the function given to ``nn.vjp`` so that eager calls run through a cached ``jax.jit``.
+
+  Note that a call runs compiled only when that cannot change what the
+  program does: with concrete values (under an outer ``jax.jit``, ``vmap``
+  or lifted transform the outer compilation already covers ``fn``), when
+  every Python value the trace read can be guarded, and when the trace did
+  nothing observable (print, I/O, clocks, Python or numpy randomness,
+  mutation of state that outlives the call). Everything else runs ``fn`` as
+  ``nn.vjp`` would. ``vjpify.runtime.explain()`` says which calls ran
+  compiled, and why the others did not.
+
+  Example::
+
+    x_grad, y_grad = grad_from_vjp(
+        nn.vjp(compiled(lambda mdl, x, y: mdl(x, y)), mdl, x, y,
+               vjp_variables=False, multi_scope=True))
+
+  Args:
+    fn: the function ``nn.vjp`` calls with the module and the primals.
+
+  Returns:
+    A function to pass to ``nn.vjp`` in place of ``fn``, with the same
+    results, variable mutations, rng streams and Python effects; or ``fn``
+    itself when it is not a plain function or a Module method.
+  """
+  target = _unbound(fn)
+  if target is None:
+    return fn
+  method = internals.wrap_method_once(target)
+  caller = sys._getframe(1)  # pylint: disable=protected-access
+  site = reports.site_at(caller.f_code.co_filename, caller.f_lineno, target.__name__)
+
+  @functools.wraps(target)
+  def call_compiled(module, *primals, **kwargs):
+    cache.stats['calls'] += 1
+    reason = _not_now(module, primals, kwargs)
+    if reason is None:
+      result = _call_compiled(target, method, module, primals, site)
+      if type(result) is tuple:
+        site.ran(None)
+        return result[0]
+      reason = result
+    site.ran(reason)
+    cache.stats['fallbacks'] += 1
+    return method(module, *primals, **kwargs)
+
+  # nn.vjp enters the module's method context around a function it is given;
+  # the wrapped method enters it itself, on whichever module runs it.
+  call_compiled.method_handler_wrapped = True
+  return call_compiled

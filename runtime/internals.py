@@ -1,0 +1,124 @@
+"""The flax and jax internals that vjpify's runtime relies on, in one place.
+
+Everything here reads state that flax and jax do not document: the context
+stacks of ``flax.linen.Module`` (interceptors, call info, captured
+intermediates), a module's internal state, the scope's rng counters, how jax
+tells a concrete value under differentiation, and how jaxprs are walked.
+Each accessor says what it assumes, and ``tests/test_internals.py`` checks
+each assumption against the installed releases, so that a new flax or jax
+breaks here, with a clear message, rather than somewhere in the runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import flax
+import jax
+from flax.core import lift
+from flax.core import scope as scope_lib
+from flax.linen import module as module_lib
+
+__all__ = [
+    'FLAX_VERSION',
+    'Module',
+    'Scope',
+    'Variable',
+    'DenyList',
+    'capture_filter',
+    'call_info_active',
+    'interceptors_active',
+    'is_concrete',
+    'jaxpr_as_fun',
+    'jaxpr_equations',
+    'lift_bwd_wrapper',
+    'module_state',
+    'wrap_method_once',
+]
+
+FLAX_VERSION = tuple(int(part) for part in flax.__version__.split('.')[:2])
+
+Module = module_lib.Module
+Scope = scope_lib.Scope
+Variable = module_lib.Variable
+DenyList = scope_lib.DenyList
+wrap_method_once = module_lib.wrap_method_once
+# flax's wrapper around the JAX pullback returned by nn.vjp (see gradients.py).
+lift_bwd_wrapper = getattr(lift, '_bwd_wrapper', None)
+
+
+def interceptors_active() -> bool:
+  """Whether ``nn.intercept_methods`` is in effect on this thread."""
+  return bool(len(module_lib._global_interceptor_stack))
+
+
+def call_info_active() -> bool:
+  """Whether ``Module.tabulate`` (or anything else recording calls) is running."""
+  return bool(module_lib._context.call_info_stack)
+
+
+def capture_filter() -> Any:
+  """The ``capture_intermediates`` filter of the innermost ``apply`` (False when off), or None outside one."""
+  capture = module_lib._context.capture_stack
+  return capture[-1] if capture else None
+
+
+def module_state(module: Module) -> Any:
+  """The module's ``_ModuleInternalState`` (setup called, autoname cursor, ...)."""
+  return module._state
+
+
+def is_concrete(leaf: Any) -> bool:
+  """Whether ``leaf`` is a jax array with a known value, maybe under autodiff tracers.
+
+  Note that numpy arrays are not: an unchanged numpy variable would come back
+  from a compiled call as a ``jax.Array``.
+  """
+  if isinstance(leaf, jax.core.Tracer):
+    to_concrete = getattr(leaf, 'to_concrete_value', None)
+    if to_concrete is not None:
+      return to_concrete() is not None
+    # jax before 0.4.36 has no to_concrete_value; its differentiation
+    # tracers hold their primal, which is concrete when no other trace is on.
+    while isinstance(leaf, jax.core.Tracer) and hasattr(leaf, 'primal'):
+      leaf = leaf.primal
+  # Older jax counts tracers as jax.Arrays.
+  return isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
+
+
+def _extend_core() -> Any:
+  try:
+    from jax.extend import core  # pylint: disable=g-import-not-at-top
+    return core
+  except ImportError:  # jax before jax.extend.core
+    return jax.core
+
+
+def jaxpr_as_fun(closed_jaxpr: Any) -> Any:
+  """A Python function that evaluates ``closed_jaxpr`` on flat arguments."""
+  core = _extend_core()
+  as_fun = getattr(core, 'jaxpr_as_fun', None) or getattr(jax.core, 'jaxpr_as_fun')
+  return as_fun(closed_jaxpr)
+
+
+def _sub_jaxprs(params: dict) -> Iterator[Any]:
+  for value in params.values():
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    for item in values:
+      inner = getattr(item, 'jaxpr', None)
+      if inner is not None and hasattr(inner, 'eqns'):  # a ClosedJaxpr
+        yield inner
+      elif hasattr(item, 'eqns'):  # a Jaxpr
+        yield item
+
+
+def jaxpr_equations(jaxpr: Any) -> Iterator[Any]:
+  """Every equation of ``jaxpr`` (a Jaxpr or ClosedJaxpr), sub-jaxprs included."""
+  jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
+  stack = [jaxpr]
+  while stack:
+    current = stack.pop()
+    for eqn in current.eqns:
+      yield eqn
+      stack.extend(_sub_jaxprs(eqn.params))

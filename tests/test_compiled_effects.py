@@ -1,0 +1,84 @@
+"""Which calls from user code are observable effects, and which are not."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import io
+import json
+import logging
+import os
+import random
+import sys
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vjpify.runtime.compiled.effects import UNKNOWN_ARGUMENT, classify_call, classify_code
+
+OUTLIVING = [1, 2]
+RNG = np.random.default_rng(0)
+
+
+def _outlives(obj) -> bool:
+  return obj is OUTLIVING or obj is RNG or obj is sys.stdout
+
+
+@pytest.mark.parametrize('fn, first, expected', [
+    pytest.param(print, UNKNOWN_ARGUMENT, 'calls print()', id='print'),
+    pytest.param(input, UNKNOWN_ARGUMENT, 'calls input()', id='input'),
+    pytest.param(open, UNKNOWN_ARGUMENT, 'calls open()', id='open'),
+    pytest.param(time.time, UNKNOWN_ARGUMENT, 'calls time.time()', id='clock'),
+    pytest.param(time.perf_counter, UNKNOWN_ARGUMENT, 'calls time.perf_counter()', id='counter'),
+    pytest.param(random.random, UNKNOWN_ARGUMENT, 'Random.random()', id='python-random'),
+    pytest.param(random.gauss, UNKNOWN_ARGUMENT, 'Random', id='python-random-in-python'),
+    pytest.param(np.random.normal, UNKNOWN_ARGUMENT, 'RandomState.normal()', id='numpy-legacy'),
+    pytest.param(RNG.normal, UNKNOWN_ARGUMENT, 'Generator.normal()', id='numpy-generator'),
+    pytest.param(np.random.default_rng, UNKNOWN_ARGUMENT, 'default_rng', id='numpy-new-generator'),
+    pytest.param(sys.stdout.write, UNKNOWN_ARGUMENT, 'write()', id='stream-write'),
+    pytest.param(warnings.warn, UNKNOWN_ARGUMENT, 'warn', id='warnings'),
+    pytest.param(logging.getLogger('x').warning, UNKNOWN_ARGUMENT, 'logging', id='logging'),
+    pytest.param(os.getenv, UNKNOWN_ARGUMENT, 'os.getenv', id='environment'),
+    pytest.param(os.environ.get, UNKNOWN_ARGUMENT, '_Environ', id='environment-mapping'),
+    pytest.param(datetime.datetime.now, UNKNOWN_ARGUMENT, 'now()', id='datetime-now'),
+    pytest.param(json.dump, UNKNOWN_ARGUMENT, 'json.dump', id='json-dump'),
+    pytest.param(OUTLIVING.append, UNKNOWN_ARGUMENT, 'list.append() on a list that outlives the call', id='append'),
+    pytest.param(list.append, OUTLIVING, 'list.append() on a list that outlives the call', id='unbound-append'),
+    pytest.param(next, iter(OUTLIVING), None, id='next-on-a-fresh-iterator'),
+    pytest.param(setattr, OUTLIVING, 'setattr', id='setattr-on-outliving'),
+    pytest.param(jax.clear_caches, UNKNOWN_ARGUMENT, 'clear_caches', id='jax-clear-caches'),
+    pytest.param(type(sys.stdout).write, sys.stdout, '.write()', id='unbound-stream-write'),
+])
+def test_effects(fn, first, expected):
+  verdict = classify_call(fn, first, _outlives)
+  if expected is None:
+    assert verdict is None
+  else:
+    assert verdict is not None and expected in verdict, verdict
+
+
+@pytest.mark.parametrize('fn, first', [
+    pytest.param(len, UNKNOWN_ARGUMENT, id='len'),
+    pytest.param(jnp.sum, UNKNOWN_ARGUMENT, id='jnp-sum'),
+    pytest.param(jax.random.normal, UNKNOWN_ARGUMENT, id='jax-random'),
+    pytest.param([].append, UNKNOWN_ARGUMENT, id='append-to-a-fresh-list'),
+    pytest.param(dict.update, {}, id='update-a-fresh-dict'),
+    pytest.param(collections.deque().append, UNKNOWN_ARGUMENT, id='fresh-deque'),
+    pytest.param(io.StringIO().write, UNKNOWN_ARGUMENT, id='fresh-string-buffer'),
+    pytest.param(__import__('math').sqrt, UNKNOWN_ARGUMENT, id='math'),
+    pytest.param(sorted, UNKNOWN_ARGUMENT, id='sorted'),
+    pytest.param(str.format, 'a{}', id='format'),
+])
+def test_not_effects(fn, first):
+  assert classify_call(fn, first, _outlives) is None
+
+
+def test_library_code_entered_from_user_code():
+  assert 'random' in classify_code(random.Random.gauss.__code__)
+  assert 'os' in classify_code(os.makedirs.__code__)
+  assert classify_code(json.dumps.__code__) is None
+  assert classify_code(jax.numpy.linalg.slogdet.__wrapped__.__code__) is None

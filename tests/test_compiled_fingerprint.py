@@ -1,0 +1,158 @@
+"""Fingerprints differ whenever a Python value could make a trace differ, and only then."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import struct
+import types
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vjpify.runtime.compiled.fingerprint import Fingerprinter, Unguardable, fingerprint
+
+
+def _nan(payload: int) -> float:
+  return struct.unpack('<d', struct.pack('<Q', 0x7FF8000000000000 | payload))[0]
+
+
+def scaled(factor):
+  return lambda fn: (lambda mdl, x: factor * fn(mdl, x))
+
+
+def energy(mdl, x):
+  return mdl(x)
+
+
+@dataclasses.dataclass
+class Config:
+  temperature: float = 1.0
+
+
+class Plain:
+
+  def __init__(self, w):
+    self.w = w
+
+
+@pytest.mark.parametrize('first, second', [
+    pytest.param(0.0, -0.0, id='signed-zeros'),
+    pytest.param(_nan(1), _nan(2), id='nan-payloads'),
+    pytest.param(1, 1.0, id='int-and-float'),
+    pytest.param(1, True, id='int-and-bool'),
+    pytest.param(1.0, np.float32(1.0), id='python-and-numpy-float'),
+    pytest.param(np.float32(-0.0), np.float32(0.0), id='numpy-signed-zeros'),
+    pytest.param(complex(0.0, 0.0), complex(0.0, -0.0), id='complex-signed-zeros'),
+    pytest.param((1, 2), [1, 2], id='tuple-and-list'),
+    pytest.param({'a': 1}, {'a': 1.0}, id='dict-values-typed'),
+    pytest.param(Config(1.0), Config(2.0), id='dataclass-fields'),
+    pytest.param(Plain(1.0), Plain(-1.0), id='object-attributes'),
+    pytest.param(scaled(1.0)(scaled(2.0)(energy)), scaled(1.0)(scaled(3.0)(energy)), id='nested-closures-one-code'),
+    pytest.param(scaled(2.0)(energy), scaled(2.0)(lambda mdl, x: -mdl(x)), id='closures-over-other-functions'),
+    pytest.param(functools.partial(energy, 1), functools.partial(energy, 2), id='partial-arguments'),
+    pytest.param(np.zeros(3), np.zeros(4), id='numpy-shapes'),
+    pytest.param(np.zeros(3), np.ones(3), id='numpy-values'),
+    pytest.param(np.zeros(3, np.float32), np.zeros(3, np.float64), id='numpy-dtypes'),
+])
+def test_values_that_trace_differently_have_different_fingerprints(first, second):
+  assert fingerprint(first) != fingerprint(second)
+
+
+@pytest.mark.parametrize('make', [
+    pytest.param(lambda: 2.5, id='float'),
+    pytest.param(lambda: _nan(7), id='nan'),
+    pytest.param(lambda: scaled(2.0)(energy), id='fresh-closure'),
+    pytest.param(lambda: (lambda mdl, x: mdl(x) * 2), id='fresh-lambda'),
+    pytest.param(lambda: Config(3.0), id='fresh-dataclass'),
+    pytest.param(lambda: {'lr': [1.0, 2.0]}, id='fresh-containers'),
+    pytest.param(lambda: np.arange(4.0), id='fresh-numpy-array'),
+])
+def test_equal_values_made_anew_have_equal_fingerprints(make):
+  # A lambda written inline in a Module method is a new object on every
+  # apply; it must still find its entry.
+  assert fingerprint(make()) == fingerprint(make())
+
+
+def test_a_mutation_anywhere_inside_changes_the_fingerprint():
+  config = {'layers': [Config(1.0), Config(2.0)]}
+  before = fingerprint(config)
+  config['layers'][1].temperature = 4.0
+  assert fingerprint(config) != before
+
+
+def test_a_cycle_is_fingerprinted_by_its_shape():
+  first, second = [1.0], [1.0]
+  first.append(first)
+  second.append(second)
+  assert fingerprint(first) == fingerprint(second)
+  second[0] = 2.0
+  assert fingerprint(first) != fingerprint(second)
+
+
+def test_a_recursive_closure_is_fingerprinted():
+  def make(k):
+    def walk(n):
+      return k if n == 0 else walk(n - 1)
+    return walk
+
+  assert fingerprint(make(1)) == fingerprint(make(1))
+  assert fingerprint(make(1)) != fingerprint(make(2))
+
+
+def test_a_class_is_fingerprinted_by_identity_and_namespace():
+  class Energy:
+    scale = 1.0
+
+  before = fingerprint(Energy)
+  Energy.scale = 2.0
+  assert fingerprint(Energy) != before
+
+  class Other:
+    scale = 2.0
+
+  assert fingerprint(Other) != fingerprint(Energy)
+
+
+def test_jax_arrays_by_identity_or_refused():
+  array = jnp.ones(3)
+  assert fingerprint(array) == fingerprint(array)
+  assert fingerprint(array) != fingerprint(jnp.ones(3))
+  with pytest.raises(Unguardable, match=r'a jax array of shape \(3,\) in the closure'):
+    Fingerprinter(arrays=False)(array)
+
+
+def test_library_objects_by_identity():
+  module = types.ModuleType('m')
+  assert fingerprint(np) == fingerprint(np)
+  assert fingerprint(module) != fingerprint(types.ModuleType('m'))
+
+
+def test_lru_cache_wrappers_change_when_cleared():
+  @functools.lru_cache(maxsize=None)
+  def table(n):
+    return n * 2
+
+  table(3)
+  before = fingerprint(table)
+  assert fingerprint(table) == before
+  table.cache_clear()
+  assert fingerprint(table) != before
+
+
+@pytest.mark.parametrize('value, message', [
+    pytest.param(list(range(30_000)), 'a value too large to check before every call', id='large-list'),
+    pytest.param(np.zeros(1 << 18), 'a numpy array of 2097152 bytes', id='large-numpy-array'),
+])
+def test_what_cannot_be_checked_cheaply_is_refused(value, message):
+  with pytest.raises(Unguardable, match=message):
+    fingerprint(value)
+
+
+def test_functions_reached_are_recorded():
+  fingerprinter = Fingerprinter()
+  fn = scaled(2.0)(energy)
+  fingerprinter(fn)
+  assert fn.__code__ in fingerprinter.reached_codes
+  assert energy.__code__ in fingerprinter.reached_codes  # inside the closure
