@@ -39,10 +39,10 @@ def runtime_rows(rounds: int, jit_rounds: int, compile_rounds: int) -> tuple[lis
     rows.append((
         '1',
         f'Eager `apply`, `{result.module}`: rewritten / original per call',
-        f'{result.ratio:.3f} ({result.rewritten_ms:.2f} / {result.original_ms:.2f} ms); '
-        f'compiled traces after warm-up: {result.compiled_traces}, uncompiled calls: {result.fallbacks}',
-        '≤ 0.25; 0 traces',
-        _met(result.ratio <= 0.25 and result.compiled_traces == 0),
+        f'{result.ratio:.3f} ({result.rewritten_ms:.2f} / {result.original_ms:.2f} ms); compiled after '
+        f'{result.warmup_calls} calls; then traces: {result.compiled_traces}, uncompiled calls: {result.fallbacks}',
+        '≤ 0.25; 0 traces, 0 uncompiled',
+        _met(result.ratio <= 0.25 and result.compiled_traces == 0 and result.fallbacks == 0),
     ))
   for result in jitted:
     rows.append((
@@ -63,6 +63,32 @@ def runtime_rows(rounds: int, jit_rounds: int, compile_rounds: int) -> tuple[lis
         _met(result.compile_ratio <= 1.10),
     ))
   return rows, notes
+
+
+def pattern_rows(rounds: int, first_call_rounds: int) -> tuple[list[tuple[str, ...]], list[str]]:
+  import pattern_cases  # pylint: disable=import-outside-toplevel
+  import runtime_cases  # pylint: disable=import-outside-toplevel
+
+  rows = []
+  results = pattern_cases.patterns(rounds)
+  results += [pattern_cases.first_call(path, first_call_rounds) for path in runtime_cases.module_paths()]
+  for result in results:
+    rows.append((
+        '6',
+        f'Call pattern, {result.name}: rewritten / original, all calls',
+        f'{result.ratio:.3f} ({result.rewritten_s * 1e3:.1f} / {result.original_s * 1e3:.1f} ms)',
+        f'≤ {result.goal:g}',
+        _met(result.ratio <= result.goal),
+    ))
+  memory = pattern_cases.memory(limit_mb=64, keys=120)
+  rows.append((
+      '7',
+      f'Cache memory: {memory.keys} distinct keys compiled under a {memory.limit_mb:g} MB limit',
+      f'{memory.counted_mb:.0f} MB counted, {memory.resident_growth_mb:.0f} MB resident growth',
+      f'counted ≤ {memory.limit_mb:g} MB',
+      _met(memory.counted_mb <= memory.limit_mb),
+  ))
+  return rows, []
 
 
 def tool_rows(rounds: int, startup_rounds: int, reference_rounds: int) -> tuple[list[tuple[str, ...]], list[str]]:
@@ -111,7 +137,8 @@ def table(rows: list[tuple[str, ...]], notes: list[str], args: argparse.Namespac
       f'Python {platform.python_version()}, {versions}) by `python bench/run.py`. '
       'Both sides of each ratio ran interleaved in the same run; each figure is a median: '
       f'{args.rounds} calls per eager side, {args.jit_rounds} jitted steps, {args.compile_rounds} '
-      f'fresh compilations, {args.tool_rounds} tool runs per tree ({args.reference_rounds} of the '
+      f'fresh compilations, {args.pattern_rounds} runs of each call pattern, {args.first_call_rounds} fresh '
+      f'processes per first call, {args.tool_rounds} tool runs per tree ({args.reference_rounds} of the '
       f'LibCST codemod), {args.startup_rounds} start-ups.',
       '',
       '| # | Benchmark | Measured | Goal | Result |',
@@ -138,7 +165,9 @@ def update_readme(text: str, path: str = README) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--only', choices=('runtime', 'tool'), help='run one half only')
+  parser.add_argument('--only', choices=('runtime', 'patterns', 'tool'), help='run one part only')
+  parser.add_argument('--pattern-rounds', type=int, default=5, help='interleaved rounds per call pattern')
+  parser.add_argument('--first-call-rounds', type=int, default=5, help='fresh processes per side for the first call')
   parser.add_argument('--rounds', type=int, default=15, help='interleaved rounds per eager timing')
   parser.add_argument('--jit-rounds', type=int, default=300, help='interleaved rounds per jitted step timing')
   parser.add_argument('--compile-rounds', type=int, default=11, help='fresh compilations per side')
@@ -152,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   rows, notes = [], []
   if args.only in (None, 'runtime'):
     more_rows, more_notes = runtime_rows(args.rounds, args.jit_rounds, args.compile_rounds)
+    rows += more_rows
+    notes += more_notes
+  if args.only in (None, 'patterns'):
+    more_rows, more_notes = pattern_rows(args.pattern_rounds, args.first_call_rounds)
     rows += more_rows
     notes += more_notes
   if args.only in (None, 'tool'):

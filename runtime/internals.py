@@ -11,6 +11,7 @@ breaks here, with a clear message, rather than somewhere in the runtime.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,9 +20,11 @@ import jax
 from flax.core import lift
 from flax.core import scope as scope_lib
 from flax.linen import module as module_lib
+from flax.linen import transforms as transforms_lib
 
 __all__ = [
     'FLAX_VERSION',
+    'abstract_signature',
     'Module',
     'Scope',
     'Variable',
@@ -33,7 +36,10 @@ __all__ = [
     'jaxpr_as_fun',
     'jaxpr_equations',
     'lift_bwd_wrapper',
+    'module_scopes',
     'module_state',
+    'scope_place',
+    'set_module_scopes',
     'wrap_method_once',
 ]
 
@@ -64,6 +70,50 @@ def capture_filter() -> Any:
   return capture[-1] if capture else None
 
 
+def module_scopes(module: Module) -> list[Scope] | None:
+  """The scopes a module reaches, in the order ``set_module_scopes`` consumes them; None if it cannot tell.
+
+  Note that this follows flax's ``get_module_scopes`` (modules in dataclass
+  fields, in pytrees of fields, depth first, each module once, the module
+  itself last) without its shallow setup: setup would run user code outside
+  the watched trace, and ``nn.vjp`` has run it on the outer modules already.
+  A field holding a flax ``Variable`` is not supported (None).
+  """
+  scopes: list[Scope] = []
+  seen: set[int] = set()
+
+  def visit(current: Module) -> bool:
+    if id(current) in seen:
+      return True
+    seen.add(id(current))
+    # A dict, as flax builds it: its leaves come in the order of sorted keys.
+    attributes = {field.name: getattr(current, field.name) for field in dataclasses.fields(current)
+                  if field.name != 'parent' and field.init}
+    for leaf in jax.tree_util.tree_leaves(attributes):
+      if isinstance(leaf, Variable) and isinstance(leaf.scope, Scope):
+        return False
+      if isinstance(leaf, Module) and isinstance(leaf.scope, Scope) and not visit(leaf):
+        return False
+    scopes.append(current.scope)
+    return True
+
+  return scopes if isinstance(module.scope, Scope) and visit(module) else None
+
+
+def scope_place(scope: Scope) -> tuple[Scope, tuple[str, ...]]:
+  """The root of ``scope`` and the names that lead from the root down to it."""
+  names = []
+  while scope.parent is not None:
+    names.append(scope.name)
+    scope = scope.parent
+  return scope, tuple(reversed(names))
+
+
+def set_module_scopes(module: Module, scopes: list[Scope]) -> Module:
+  """A clone of ``module`` with it and its field modules bound to ``scopes`` (flax's own rebinding)."""
+  return transforms_lib.set_module_scopes(module, (), {}, scopes)[0]
+
+
 def module_state(module: Module) -> Any:
   """The module's ``_ModuleInternalState`` (setup called, autoname cursor, ...)."""
   return module._state
@@ -85,6 +135,20 @@ def is_concrete(leaf: Any) -> bool:
       leaf = leaf.primal
   # Older jax counts tracers as jax.Arrays.
   return isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
+
+
+def abstract_signature(tree: Any) -> Any:
+  """What ``jax.jit`` keys a call on, as far as the leaves go: structure, shapes, dtypes, weak types."""
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  avals = []
+  for leaf in leaves:
+    aval = getattr(leaf, 'aval', None)
+    if aval is None:
+      avals.append((getattr(leaf, 'shape', ()), getattr(leaf, 'dtype', type(leaf)),
+                    bool(getattr(leaf, 'weak_type', False))))
+    else:
+      avals.append((aval.shape, aval.dtype, bool(getattr(aval, 'weak_type', False))))
+  return treedef, tuple(avals)
 
 
 def _extend_core() -> Any:

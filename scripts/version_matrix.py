@@ -70,13 +70,22 @@ class Outcome:
 
 
 def find_python(version: str) -> str | None:
-  """An interpreter for ``version`` (``3.12``): on PATH as python3.12, or installed by pyenv."""
-  found = shutil.which(f'python{version}')
-  if found:
-    return found
+  """An interpreter for ``version`` (``3.12``) that runs: installed by pyenv, or on PATH as python3.12.
+
+  pyenv's shims on PATH answer for every version but run only the selected
+  ones, so each candidate is tried.
+  """
   root = os.environ.get('PYENV_ROOT', os.path.expanduser('~/.pyenv'))
-  candidates = sorted(glob.glob(os.path.join(root, 'versions', f'{version}.*', 'bin', 'python')))
-  return candidates[-1] if candidates else None
+  candidates = sorted(glob.glob(os.path.join(root, 'versions', f'{version}.*', 'bin', 'python')), reverse=True)
+  on_path = shutil.which(f'python{version}')
+  if on_path:
+    candidates.append(on_path)
+  for candidate in candidates:
+    check = subprocess.run([candidate, '-c', 'import sys; print("%d.%d" % sys.version_info[:2])'],
+                           capture_output=True, text=True, check=False)
+    if check.returncode == 0 and check.stdout.strip() == version:
+      return candidate
+  return None
 
 
 def _run(command: list[str], log: pathlib.Path) -> subprocess.CompletedProcess:

@@ -49,6 +49,7 @@ def main(program: str, out: str) -> None:
     outcome = {'error': (type(error).__name__, str(error))}
   runtime = sys.modules.get('vjpify.runtime')
   if runtime is not None:
+    outcome['flax_compiles'] = sys.modules['vjpify.runtime.compiled'].FLAX_COMPILES
     report = runtime.explain()
     outcome['explain'] = [
         {'site': site.site, 'compiled': site.compiled, 'uncompiled': site.uncompiled,

@@ -270,7 +270,8 @@ class Closure(nn.Module):
         # Two values of the closure (or global) give two entries, each traced once.
         pytest.param('scalar', (4, 0), 2, id='closure-over-python-value-is-keyed'),
         pytest.param('global', (4, 0), 4, id='reassigned-global-is-keyed'),
-        pytest.param('array', (4, 4), 0, id='closure-over-array-runs-uncompiled'),
+        # The arrays are arguments of the compiled function: one trace for both.
+        pytest.param('array', (4, 0), 1, id='closure-over-array-is-an-argument'),
         pytest.param('self', (4, 4), 0, id='closure-over-bound-module-runs-uncompiled'),
         pytest.param('cyclic', (4, 0), 1, id='closure-over-cyclic-list-is-keyed'),
         # Tracing fails once; the entry is then known not to compile.
@@ -365,11 +366,13 @@ class Wrapper(nn.Module):
 
 
 @compiles
-def test_modules_reaching_other_scopes_run_uncompiled():
-  variables = Shared().init(rngs(0), X)
-  assert_same(Shared().apply(variables, X), Shared(form=COMPILED).apply(variables, X))
+def test_modules_reaching_other_scopes_compile_with_their_scopes():
+  expected = Shared().init(rngs(0), X)
+  assert_same(expected, Shared(form=COMPILED).init(rngs(0), X))
+  for _ in range(2):
+    assert_same(Shared().apply(expected, X), Shared(form=COMPILED).apply(expected, X))
   info = compiled.cache_info()
-  assert info.traces == 0 and info.fallbacks == info.calls == 1
+  assert (info.calls, info.traces, info.fallbacks) == (3, 2, 0)
 
 
 @compiles

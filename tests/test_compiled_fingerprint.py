@@ -115,44 +115,30 @@ def test_a_class_is_fingerprinted_by_identity_and_namespace():
   assert fingerprint(Other) != fingerprint(Energy)
 
 
-def test_jax_arrays_by_identity_or_refused():
+def test_jax_arrays_by_identity_refused_or_lifted():
   array = jnp.ones(3)
   assert fingerprint(array) == fingerprint(array)
   assert fingerprint(array) != fingerprint(jnp.ones(3))
-  with pytest.raises(Unguardable, match=r'a jax array of shape \(3,\) in the closure'):
+  with pytest.raises(Unguardable, match=r'a jax array of shape \(3,\) in a module field'):
     Fingerprinter(arrays=False)(array)
 
 
-def test_library_objects_by_identity():
-  module = types.ModuleType('m')
-  assert fingerprint(np) == fingerprint(np)
-  assert fingerprint(module) != fingerprint(types.ModuleType('m'))
+def _capturing(first, second):
+  return lambda mdl, r: mdl(r, first, second)
 
 
-def test_lru_cache_wrappers_change_when_cleared():
-  @functools.lru_cache(maxsize=None)
-  def table(n):
-    return n * 2
+def test_arrays_in_a_closure_are_lifted_by_their_abstract_value():
+  def key(fn):
+    fingerprinter = Fingerprinter(arrays=False)
+    fingerprinter.lifting = True
+    return fingerprinter(fn), fingerprinter.lifted
 
-  table(3)
-  before = fingerprint(table)
-  assert fingerprint(table) == before
-  table.cache_clear()
-  assert fingerprint(table) != before
-
-
-@pytest.mark.parametrize('value, message', [
-    pytest.param(list(range(30_000)), 'a value too large to check before every call', id='large-list'),
-    pytest.param(np.zeros(1 << 18), 'a numpy array of 2097152 bytes', id='large-numpy-array'),
-])
-def test_what_cannot_be_checked_cheaply_is_refused(value, message):
-  with pytest.raises(Unguardable, match=message):
-    fingerprint(value)
-
-
-def test_functions_reached_are_recorded():
-  fingerprinter = Fingerprinter()
-  fn = scaled(2.0)(energy)
-  fingerprinter(fn)
-  assert fn.__code__ in fingerprinter.reached_codes
-  assert energy.__code__ in fingerprinter.reached_codes  # inside the closure
+  species = jnp.arange(3)
+  once, lifted = key(_capturing(species, species))
+  assert lifted == [species]  # once, however often it is captured
+  twice, lifted = key(_capturing(species, species + 1))
+  assert len(lifted) == 2 and twice != once  # two arrays are not one
+  other = jnp.arange(3) * 2
+  assert key(_capturing(other, other))[0] == once  # a new array of the same shape and dtype
+  assert key(_capturing(species.astype(jnp.float32), species.astype(jnp.float32)))[0] != once
+  assert key(_capturing(jnp.arange(4), jnp.arange(4)))[0] != once

@@ -63,8 +63,8 @@ def test_concrete_values_are_told_from_abstract_ones():
   assert not internals.is_concrete(np.ones(2))
   # Differentiation keeps the value known; jit does not.
   concrete = []
-  jax.grad(lambda x: concrete.append(internals.is_concrete(x)) or x)(1.0)
-  jax.jit(lambda x: concrete.append(internals.is_concrete(x)) or x)(1.0)
+  jax.grad(lambda x: concrete.append(internals.is_concrete(x)) or x)(jnp.float32(1.0))
+  jax.jit(lambda x: concrete.append(internals.is_concrete(x)) or x)(jnp.float32(1.0))
   assert concrete == [True, False]
 
 

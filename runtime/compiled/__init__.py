@@ -41,4 +41,7 @@ def _cache_clear() -> None:
 
 compiled.cache_info = _cache.info
 compiled.cache_clear = _cache_clear
+compiled.cache_size = _cache.size
+compiled.set_cache_limits = _cache.set_limits
+compiled.set_mode = _cache.set_mode
 compiled.explain = explain

@@ -47,6 +47,8 @@ __all__ = ['Fingerprinter', 'Identity', 'Unguardable', 'fingerprint']
 DEFAULT_BUDGET = 20_000
 # numpy arrays read by a trace are compared by their bytes, up to this size.
 MAX_NUMPY_BYTES = 1 << 20
+# Larger Python containers are refused at once rather than walked on every call.
+MAX_CONTAINER_ITEMS = 10_000
 
 
 class Unguardable(Exception):
@@ -99,12 +101,22 @@ class Fingerprinter:
       attributes are guarded separately, by the names the trace read.
   """
 
-  def __init__(self, budget: int = DEFAULT_BUDGET, arrays: bool = True):
+  def __init__(self, budget: int = DEFAULT_BUDGET, arrays: bool = True, places: dict | None = None):
     self.budget = budget
-    # Whether jax arrays are fingerprinted (by identity) or refused: a
-    # closure over an array that changes on every call would otherwise
-    # compile on every call.
+    # Where the scopes of the call's modules sit (root index and path), by
+    # id: a module bound to one of them is keyed by its place, any other
+    # bound module is refused.
+    self.places = places or {}
+    # Whether jax arrays are fingerprinted by identity (a global a helper
+    # reads) or refused (a module field). While ``lifting`` is on (the
+    # closure of fn), arrays are collected in ``lifted`` and stand in the
+    # key by their abstract value: they become arguments of the compiled
+    # function, never constants, so a new array of the same shape and dtype
+    # on every call reuses the entry.
     self.arrays = arrays
+    self.lifting = False
+    self.lifted: list[jax.Array] = []
+    self._lifted_ids: dict[int, int] = {}
     self.reached_codes: set[types.CodeType] = set()
     self.user_modules: dict[int, types.ModuleType] = {}
     self._path: dict[int, int] = {}
@@ -128,8 +140,10 @@ class Fingerprinter:
     if isinstance(value, (np.dtype, fractions.Fraction)):
       return kind, value
     if isinstance(value, jax.Array):
+      if self.lifting:
+        return self._lift(value)
       if not self.arrays:
-        raise Unguardable(f'a jax array of shape {value.shape} in the closure')
+        raise Unguardable(f'a jax array of shape {value.shape} in a module field')
       return Identity(value)  # immutable: the same object holds the same values
     if isinstance(value, np.ndarray):
       return self._numpy(value)
@@ -142,6 +156,13 @@ class Fingerprinter:
     if isinstance(value, type):
       return self._class(value)
     return self._nested(kind, value)
+
+  def _lift(self, array: jax.Array) -> Any:
+    index = self._lifted_ids.get(id(array))
+    if index is None:
+      index = self._lifted_ids[id(array)] = len(self.lifted)
+      self.lifted.append(array)
+    return 'lifted', index, array.shape, array.dtype, bool(getattr(array, 'weak_type', False))
 
   def _nested(self, kind: type, value: Any) -> Any:
     key = id(value)
@@ -181,6 +202,9 @@ class Fingerprinter:
     return Identity(value)
 
   def _container(self, kind: type, value: Any) -> Any:
+    if isinstance(value, (_SEQUENCES, _MAPPINGS, _SETS)) and len(value) > MAX_CONTAINER_ITEMS:
+      raise Unguardable(f'a {kind.__name__} of {len(value)} items (at most {MAX_CONTAINER_ITEMS} are checked '
+                        'before every call)')
     parts: list[Any] = [self._class(kind) if _is_user_type(kind) else kind]
     if isinstance(value, _MAPPINGS):
       parts.append(tuple((self(k), self(v)) for k, v in value.items()))
@@ -255,11 +279,15 @@ class Fingerprinter:
 
   def _module(self, module: internals.Module) -> Any:
     if module.scope is not None:
-      raise Unguardable(f'a bound {type(module).__name__} (a module reaching another scope)')
+      place = self.places.get(id(module.scope))
+      if place is None:
+        raise Unguardable(f'a bound {type(module).__name__} that is not one of the modules fn is given '
+                          '(a closure over self, or a module from outside)')
+      return ('bound', place) + self.module(module)
     return self.module(module)
 
   def module(self, module: internals.Module) -> Any:
-    """A module by its type and fields, bound or not (the module a call runs on is keyed so)."""
+    """A module by its type and fields; its field modules bound to the call's scopes by their place."""
     return self._class(type(module)), tuple(
         (field.name, self(getattr(module, field.name)))
         for field in dataclasses.fields(module)

@@ -53,6 +53,10 @@ class GlobalGuard:
       raise Unguardable(f'{self.describe()} holds {error}') from None
     self.by_identity = type(self.expected) is Identity or self.value is _MISSING
 
+  def current(self) -> Any:
+    """What the name holds now."""
+    return self._read()
+
   def _read(self) -> Any:
     value = self.namespace.get(self.name, _MISSING)
     if value is _MISSING and self.builtins is not None:

@@ -7,8 +7,9 @@ import functools
 import inspect
 import sys
 import threading
+import time
 import types
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -29,6 +30,10 @@ FLAX_COMPILES = internals.FLAX_VERSION >= (0, 10)
 _FLAX_FLAGS = ('flax_fix_rng_separator', 'flax_return_frozendict', 'flax_preserve_adopted_names')
 
 
+_WARMING = ('not compiled yet: the calls with this key and these shapes have not yet spent the time compiling '
+            'would take (tiered compilation)')
+
+
 class _NeedsTrace(BaseException):
   """jax is about to trace an entry outside a watched, vetted trace."""
 
@@ -44,36 +49,38 @@ class _Calls(threading.local):
 _calls = _Calls()
 
 
-def _trace(variables: dict, rngs: dict, primals: tuple) -> tuple[list, list]:
+def _trace(variables: tuple, rngs: tuple, lifted: tuple, primals: tuple) -> tuple[list, list]:
   """The function every entry jits: the traced call of the innermost wrapper."""
   if not _calls.watched or not _calls.watched[-1]:
     raise _NeedsTrace()
   cache.stats['traces'] += 1
-  return plumbing.run_traced(_calls.stack[-1], variables, rngs, primals)
+  return plumbing.run_traced(_calls.stack[-1], variables, rngs, lifted, primals)
 
 
-def _not_now(module: Any, primals: tuple, kwargs: dict) -> str | None:
-  """Why this call cannot run compiled whatever ``fn`` is, or None."""
+def _scopes_or_reason(module: Any, primals: tuple, kwargs: dict) -> plumbing.Scopes | str:
+  """The scopes this call's module reaches, or why the call cannot run compiled whatever ``fn`` is."""
   if not FLAX_COMPILES:
     return f'flax {flax.__version__} is run uncompiled (compiled code is checked on flax 0.10 and later)'
   if kwargs:
     return 'called with keyword arguments'
   if not isinstance(module, internals.Module):
     return 'not called with a flax Module'
-  scope = module.scope
-  if not isinstance(scope, internals.Scope) or scope.parent is not None:
-    return 'the module is not bound to a top-level scope'
   if internals.interceptors_active():
     return 'inside nn.intercept_methods'
   if internals.call_info_active():
     return 'inside Module.tabulate'
   if jax.config.jax_disable_jit:
     return 'jax.disable_jit() is on'
-  leaves = jax.tree_util.tree_leaves((scope._variables, scope.rngs, primals))  # pylint: disable=protected-access
+  scopes = plumbing.Scopes.of(module)
+  if scopes is None:
+    return 'the module is unbound, or reaches a flax Variable through its fields'
+  roots = scopes.roots
+  leaves = jax.tree_util.tree_leaves(([root._variables for root in roots],  # pylint: disable=protected-access
+                                      [root.rngs for root in roots], primals))
   if not all(internals.is_concrete(leaf) for leaf in leaves):
     return ('under an outer transformation (jax.jit, vmap, a lifted transform) or with numpy inputs: '
             'the outer compilation covers fn')
-  return None
+  return scopes
 
 
 def _filter_key(fingerprinter: Fingerprinter, mutable: Any) -> Any:
@@ -82,26 +89,39 @@ def _filter_key(fingerprinter: Fingerprinter, mutable: Any) -> Any:
   return fingerprinter(mutable)
 
 
-def _key(fingerprinter: Fingerprinter, target: Any, module: Any, counters: tuple) -> Any:
-  scope = module.scope
+def _root_key(fingerprinter: Fingerprinter, root: Any) -> Any:
+  return (
+      root.name,
+      root.path,
+      root.debug_path,
+      _filter_key(fingerprinter, root.mutable),
+      fingerprinter(dict(root.flags)),
+      tuple((name, frozenset(cols)) for name, cols in root.reservations.items()),
+  )
+
+
+def _key(fingerprinter: Fingerprinter, target: Any, module: Any, scopes: plumbing.Scopes, counters: tuple,
+         site: cache.SiteState) -> Any:
   state = internals.module_state(module)
+  # The values of the guards that failed at this site before: a key per value.
+  volatile = tuple(Fingerprinter()(guard.current()) for guard in site.volatile)
+  fingerprinter.lifting = True
+  target_key = fingerprinter(target)
+  fingerprinter.lifting = False
   return (
       tuple(getattr(flax.config, name, None) for name in _FLAX_FLAGS),
-      fingerprinter(target),
+      target_key,
       fingerprinter.module(module),
+      scopes.places,
+      tuple(_root_key(fingerprinter, root) for root in scopes.roots),
       state.in_compact_method,
       state.in_setup,
       state.setup_called,
       state.is_initialized,
       tuple(state.autoname_cursor.items()),
-      scope.name,
-      scope.path,
-      scope.debug_path,
-      _filter_key(fingerprinter, scope.mutable),
-      fingerprinter(dict(scope.flags)),
-      tuple((name, frozenset(cols)) for name, cols in scope.reservations.items()),
       counters,
       fingerprinter(internals.capture_filter()),
+      volatile,
   )
 
 
@@ -159,7 +179,7 @@ def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerp
     return f'cannot guard: {error}', []
   problem = vetting.static_problem(traced.jaxpr)
   if problem is None and vetting.has_custom_rules(traced.jaxpr):
-    primal_count = len(jax.tree_util.tree_leaves(arguments[2]))
+    primal_count = len(jax.tree_util.tree_leaves(arguments[-1]))
     try:
       with monitor.watching(recorder):
         vetting.probe_backward(traced.jaxpr, primal_count)
@@ -178,42 +198,65 @@ def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerp
   return problem, guards
 
 
-def _call_compiled(target: Any, method: Any, module: Any, primals: tuple,
-                   site: reports.SiteReport) -> tuple | str:
-  """Runs ``method`` compiled: a 1-tuple holding its result, or the reason to run it as is."""
-  scope = module.scope
-  counters = plumbing.flat_counters(scope.rng_counters)
-  fingerprinter = Fingerprinter(arrays=False)
-  try:
-    key = _key(fingerprinter, target, module, counters)
-  except Unguardable as error:
-    return f'cannot key: {error}'
-  except RecursionError:
-    return 'cannot key: a value nested too deeply'
-  bucket = cache.bucket_for(key)
-  if bucket.problem is not None:
-    return bucket.problem
-  entry, failure = bucket.find()
-  if entry is not None and entry.problem is not None:
-    return entry.problem
+class _Warming(NamedTuple):
+  """A call that could run compiled but has not yet paid for compiling: it runs uncompiled, and is timed."""
+
+  bucket: cache.Bucket
+  signature: Any
+
+
+def _call_compiled(target: Any, module: Any, scopes: plumbing.Scopes, primals: tuple,
+                   site: reports.SiteReport, state: cache.SiteState) -> tuple | str | _Warming:
+  """Runs ``target`` compiled: a 1-tuple holding its result, the reason to run it as is, or _Warming."""
+  counters = plumbing.counters_of(scopes)
+  failure = None
+  for _ in range(2):
+    fingerprinter = Fingerprinter(arrays=False, places=scopes.place_of)
+    try:
+      key = _key(fingerprinter, target, module, scopes, counters, state)
+    except Unguardable as error:
+      return f'cannot key: {error}'
+    except RecursionError:
+      return 'cannot key: a value nested too deeply'
+    bucket = cache.bucket_for(key)
+    if bucket.problem is not None:
+      return bucket.problem
+    entry, failed = bucket.find()
+    if entry is not None and entry.problem is not None:
+      return entry.problem
+    if failed is None:
+      break
+    failure = failed.failure()
+    # The guard's value joins the key from now on, this call included.
+    if not state.note_failure(failed):
+      break
+  call = plumbing.Call(target, module, scopes, counters, tuple(fingerprinter.lifted))
+  arguments = call.arguments(primals)
+  signature = None
   if entry is None:
     if len(bucket.entries) >= cache.MAX_ENTRIES_PER_KEY:
       return f'recompile limit: {cache.MAX_ENTRIES_PER_KEY} entries for this key, and {failure}'
+    signature = internals.abstract_signature(arguments)
+    if not cache.earned(bucket, signature, state):
+      return _Warming(bucket, signature)
     entry = cache.Entry(_trace)
     with cache.lock:
       bucket.entries.append(entry)
-  call = plumbing.Call(method, module, counters)
-  arguments = (scope._variables, scope.rngs, primals)  # pylint: disable=protected-access
   _calls.stack.append(call)
   _calls.watched.append(False)
   try:
     try:
       out_traced, updates_traced = entry.run(*arguments)
     except _NeedsTrace:
+      if entry.record is not None:  # new shapes for a compiled entry: they pay for themselves too
+        signature = internals.abstract_signature(arguments)
+        if not cache.earned(bucket, signature, state):
+          return _Warming(bucket, signature)
+      started, resident = time.perf_counter(), cache.resident_bytes()
       problem, guards = _trace_and_vet(entry, call, target, fingerprinter, arguments, site, failure)
       entry.guards.extend(guards)
       if problem is not None:
-        plumbing.restore_counters(scope.rng_counters, counters)
+        call.restore_counters()
         if entry.record is None:
           # A negative entry: while its guards pass, calls run uncompiled
           # without tracing again.
@@ -221,13 +264,16 @@ def _call_compiled(target: Any, method: Any, module: Any, primals: tuple,
         else:
           bucket.problem = problem  # new shapes of a compiled entry
         return problem
-      out_traced, updates_traced = entry.run(*arguments)
+      out_traced, updates_traced = jax.block_until_ready(entry.run(*arguments))
+      state.note_compiled(time.perf_counter() - started, state.fastest_uncompiled)
+      grown = cache.resident_bytes()
+      cache.grew(entry, max(cache.MIN_ENTRY_BYTES, grown - resident if grown and resident else 0))
   except _NeedsTrace:
-    plumbing.restore_counters(scope.rng_counters, counters)
+    call.restore_counters()
     bucket.problem = 'jax traced the compiled function again outside a watched trace'
     return bucket.problem
   except Exception as error:  # pylint: disable=broad-except
-    plumbing.restore_counters(scope.rng_counters, counters)
+    call.restore_counters()
     bucket.problem = f'the compiled call failed: {_first_line(error)}'
     return bucket.problem
   finally:
@@ -242,7 +288,7 @@ def _call_compiled(target: Any, method: Any, module: Any, primals: tuple,
       bucket.problem = 'a trace for new shapes did something else in Python than the first'
   if call.run_once is not None:
     bucket.problem = call.run_once
-  return (plumbing.replay(module, call.record or entry.record, out_traced, updates_traced),)
+  return (plumbing.replay(call, call.record or entry.record, out_traced, updates_traced),)
 
 
 def _unbound(fn: Any) -> types.FunctionType | None:
@@ -292,17 +338,28 @@ def compiled(fn: Any) -> Any:
     return fn
   method = internals.wrap_method_once(target)
   caller = sys._getframe(1)  # pylint: disable=protected-access
-  site = reports.site_at(caller.f_code.co_filename, caller.f_lineno, target.__name__)
+  where = (caller.f_code.co_filename, caller.f_lineno, target.__name__)
+  site = reports.site_at(*where)
+  state = cache.site_state(where)
 
   @functools.wraps(target)
   def call_compiled(module, *primals, **kwargs):
     cache.stats['calls'] += 1
-    reason = _not_now(module, primals, kwargs)
-    if reason is None:
-      result = _call_compiled(target, method, module, primals, site)
+    reason = _scopes_or_reason(module, primals, kwargs)
+    if type(reason) is plumbing.Scopes:
+      result = _call_compiled(target, module, reason, primals, site, state)
       if type(result) is tuple:
         site.ran(None)
         return result[0]
+      if type(result) is _Warming:
+        site.ran(_WARMING)
+        cache.stats['fallbacks'] += 1
+        started = time.perf_counter()
+        out = method(module, *primals, **kwargs)
+        elapsed = time.perf_counter() - started
+        result.bucket.rent[result.signature] += elapsed
+        state.note_uncompiled(elapsed)
+        return out
       reason = result
     site.ran(reason)
     cache.stats['fallbacks'] += 1

@@ -1,0 +1,26 @@
+"""Test-wide settings.
+
+The compiled runtime compiles a key only once its uncompiled calls have paid
+for it (tiered compilation). Tests that check what compiled code does, or
+count traces, need it to compile at the first call; the tests of tiering
+itself set the mode they test.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _compile_at_the_first_call():
+  compiled = sys.modules.get('vjpify.runtime.compiled')
+  if compiled is None:  # a test that never imports the runtime
+    yield
+    return
+  previous = compiled.compiled.set_mode('always')
+  try:
+    yield
+  finally:
+    compiled.compiled.set_mode(previous)
