@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
-from flax.core import lift
+
+from vjpify.runtime import internals
 
 __all__ = ['grad_from_vjp', 'value_and_grad_from_vjp']
 
@@ -27,9 +28,9 @@ def _input_cotangents(vjp_fn: Any, cotangent: Any) -> Any:
   ``nn.value_and_grad`` never builds it at all. vjpify discards that cotangent,
   so it calls the JAX pullback underneath directly when it can recognise it.
   """
-  shim = getattr(vjp_fn, 'func', None)
-  if getattr(shim, 'func', None) is getattr(lift, '_bwd_wrapper', object()):
-    (jax_pullback,) = vjp_fn.args
+  parts = internals.flax_pullback(vjp_fn)
+  if parts is not None:
+    jax_pullback, _ = parts
     return jax_pullback(cotangent)[1:]
   return vjp_fn(cotangent)[1:]
 

@@ -12,7 +12,8 @@ breaks here, with a clear message, rather than somewhere in the runtime.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import enum
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import flax
@@ -23,7 +24,11 @@ from flax.linen import module as module_lib
 from flax.linen import transforms as transforms_lib
 
 __all__ = [
+    'AxisMapping',
     'FLAX_VERSION',
+    'Undetermined',
+    'axis_mapping',
+    'flax_pullback',
     'abstract_signature',
     'Module',
     'Scope',
@@ -149,6 +154,108 @@ def abstract_signature(tree: Any) -> Any:
     else:
       avals.append((aval.shape, aval.dtype, bool(getattr(aval, 'weak_type', False))))
   return treedef, tuple(avals)
+
+
+class AxisMapping(enum.Enum):
+  # Varies over the axis: its gradient stays per-example.
+  MAPPED = 'mapped'
+  # Broadcast and untyped (vmap, constants): the gradient is per-example
+  # and has to be psum-reduced here.
+  BROADCAST = 'broadcast'
+  # Invariant under shard_map's varying-axes typing: JAX's own transpose of
+  # the implicit broadcast already psums wherever fn's value varies.
+  INVARIANT = 'invariant'
+
+
+class Undetermined(Exception):
+  """Why the mapping of a value over an axis cannot be told."""
+
+
+def axis_mapping(value: Any, axis_name: Hashable) -> AxisMapping:
+  """Tells whether ``value`` is mapped over the bound axis ``axis_name``.
+
+  Note that this reads JAX's internal trace state (jax 0.4.36 and later keep
+  an explicit chain of traces); anything it does not recognise raises
+  :class:`Undetermined` rather than guessing.
+
+  A ``jax.vmap`` binds its axis with a batching trace: a value is mapped iff,
+  looking through the transformations applied inside that vmap (autodiff,
+  other vmaps), it is a batched tracer of that trace. Values of traces
+  outside the vmap, and constants, are broadcast. A staging transformation
+  (jit, scan, remat) inside the vmap hides the batching until later, so its
+  tracers are undetermined. A ``jax.shard_map`` with ``check_vma=True``
+  types every value with the manual axes it varies over; ``jax.pmap`` and
+  ``check_vma=False`` do not, so only constants are known there.
+  """
+  try:
+    from jax._src import config as jax_config
+    from jax._src import core
+    from jax._src.interpreters import ad, batching
+
+    stack = core.unsafe_get_trace_stack(core.trace_ctx.trace)
+    unwrappable = (ad.JVPTracer, ad.LinearizeTracer)
+    # The innermost binding of a name is the one psum refers to.
+    vmap_trace = next(
+        (t for t in reversed(stack) if isinstance(t, batching.BatchTrace) and t.axis_data.name == axis_name),
+        None,
+    )
+    typed = vmap_trace is None and jax_config._check_vma.value and (
+        axis_name in jax.sharding.get_abstract_mesh().manual_axes
+    )
+    if typed:
+      # jax 0.10 keeps the varying axes in ``aval.mat``, earlier ones in ``aval.vma``.
+      aval = jax.typeof(value)
+      varying = aval.mat.varying if hasattr(aval, 'mat') else aval.vma
+      return AxisMapping.MAPPED if axis_name in varying else AxisMapping.INVARIANT
+  except (ImportError, AttributeError) as e:
+    raise Undetermined(f'this jax ({jax.__version__}) lacks the trace internals vjpify reads') from e
+  if vmap_trace is None:
+    if not isinstance(value, core.Tracer):
+      return AxisMapping.BROADCAST
+    raise Undetermined(
+        'nothing here records which values are replicated over that axis '
+        '(jax.pmap and jax.shard_map with check_vma=False do not)'
+    )
+
+  depth = {id(t): i for i, t in enumerate(stack)}
+  vmap_depth = depth[id(vmap_trace)]
+  while isinstance(value, core.Tracer):
+    trace = value._trace
+    if isinstance(value, batching.BatchTracer) and trace.tag is vmap_trace.tag:
+      return AxisMapping.BROADCAST if value.batch_dim is None else AxisMapping.MAPPED
+    trace_depth = depth.get(id(trace))
+    if trace_depth is None:
+      raise Undetermined(f'it is a {type(value).__name__} of a trace that is not active here')
+    if trace_depth < vmap_depth:
+      # Traced outside the vmap: the same value for every member of the axis.
+      return AxisMapping.BROADCAST
+    if isinstance(value, batching.BatchTracer):
+      value = value.val
+    elif isinstance(value, unwrappable):
+      value = value.primal
+    else:
+      raise Undetermined(
+          f'it is a {type(value).__name__}, traced by a staging transformation '
+          '(jax.jit, lax.scan, jax.checkpoint, nn.jit, nn.remat, ...) inside the vmap, '
+          'which decides the batching only after this code has run'
+      )
+  return AxisMapping.BROADCAST
+
+
+def flax_pullback(vjp_fn: Any) -> tuple[Any, Any] | None:
+  """The JAX pullback inside the pullback that ``nn.vjp`` returns, and flax's shim around it; or None.
+
+  flax returns ``Partial(partial(_bwd_wrapper, treedef), jax_pullback)``,
+  where the shim rebuilds the variables' cotangent in the tree structure of
+  the lifted scopes. vjpify discards that cotangent, so it calls, or wraps,
+  the JAX pullback itself when it recognises this layout.
+  """
+  shim = getattr(vjp_fn, 'func', None)
+  if (lift_bwd_wrapper is not None and isinstance(vjp_fn, jax.tree_util.Partial)
+      and getattr(shim, 'func', None) is lift_bwd_wrapper):
+    (jax_pullback,) = vjp_fn.args
+    return jax_pullback, shim
+  return None
 
 
 def _extend_core() -> Any:

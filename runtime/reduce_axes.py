@@ -11,108 +11,23 @@ forward pass, decides per leaf and per axis whether it is mapped or broadcast,
 and makes the pullback ``jax.lax.psum`` the cotangents of broadcast leaves.
 
 Whether a traced value is mapped over a named axis is not exposed by JAX's
-public API, so that one question is answered by :func:`_mapping` from JAX's
-internal trace state; whatever it cannot answer becomes an error that names
-the primal and the axis, never a guess.
+public API, so that one question is answered from JAX's
+internal trace state (``vjpify.runtime.internals.axis_mapping``); whatever it
+cannot answer becomes an error that names the primal and the axis, never a
+guess.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
 from collections.abc import Hashable
 from typing import Any, Callable
 
 import jax
-from flax.core import lift
+
+from vjpify.runtime import internals
 
 __all__ = ['vjp_with_reduce_axes']
-
-
-class _Mapping(enum.Enum):
-  # Varies over the axis: its gradient stays per-example.
-  MAPPED = 'mapped'
-  # Broadcast and untyped (vmap, constants): the gradient is per-example
-  # and has to be psum-reduced here.
-  BROADCAST = 'broadcast'
-  # Invariant under shard_map's varying-axes typing: JAX's own transpose of
-  # the implicit broadcast already psums wherever fn's value varies.
-  INVARIANT = 'invariant'
-
-
-class _Undetermined(Exception):
-  """Why the mapping of a value over an axis cannot be told."""
-
-
-def _mapping(value: Any, axis_name: Hashable) -> _Mapping:
-  """Tells whether ``value`` is mapped over the bound axis ``axis_name``.
-
-  Note that this reads JAX's internal trace state (jax 0.4.36 and later keep
-  an explicit chain of traces); anything it does not recognise raises
-  :class:`_Undetermined` rather than guessing.
-
-  A ``jax.vmap`` binds its axis with a batching trace: a value is mapped iff,
-  looking through the transformations applied inside that vmap (autodiff,
-  other vmaps), it is a batched tracer of that trace. Values of traces
-  outside the vmap, and constants, are broadcast. A staging transformation
-  (jit, scan, remat) inside the vmap hides the batching until later, so its
-  tracers are undetermined. A ``jax.shard_map`` with ``check_vma=True``
-  types every value with the manual axes it varies over; ``jax.pmap`` and
-  ``check_vma=False`` do not, so only constants are known there.
-  """
-  try:
-    from jax._src import config as jax_config
-    from jax._src import core
-    from jax._src.interpreters import ad, batching
-
-    stack = core.unsafe_get_trace_stack(core.trace_ctx.trace)
-    unwrappable = (ad.JVPTracer, ad.LinearizeTracer)
-    # The innermost binding of a name is the one psum refers to.
-    vmap_trace = next(
-        (t for t in reversed(stack) if isinstance(t, batching.BatchTrace) and t.axis_data.name == axis_name),
-        None,
-    )
-    typed = vmap_trace is None and jax_config._check_vma.value and (
-        axis_name in jax.sharding.get_abstract_mesh().manual_axes
-    )
-    if typed:
-      # jax 0.10 keeps the varying axes in ``aval.mat``, earlier ones in ``aval.vma``.
-      aval = jax.typeof(value)
-      varying = aval.mat.varying if hasattr(aval, 'mat') else aval.vma
-      return _Mapping.MAPPED if axis_name in varying else _Mapping.INVARIANT
-  except (ImportError, AttributeError) as e:
-    raise _Undetermined(f'this jax ({jax.__version__}) lacks the trace internals vjpify reads') from e
-  if vmap_trace is None:
-    if not isinstance(value, core.Tracer):
-      return _Mapping.BROADCAST
-    raise _Undetermined(
-        'nothing here records which values are replicated over that axis '
-        '(jax.pmap and jax.shard_map with check_vma=False do not)'
-    )
-
-  depth = {id(t): i for i, t in enumerate(stack)}
-  vmap_depth = depth[id(vmap_trace)]
-  while isinstance(value, core.Tracer):
-    trace = value._trace
-    if isinstance(value, batching.BatchTracer) and trace.tag is vmap_trace.tag:
-      return _Mapping.BROADCAST if value.batch_dim is None else _Mapping.MAPPED
-    trace_depth = depth.get(id(trace))
-    if trace_depth is None:
-      raise _Undetermined(f'it is a {type(value).__name__} of a trace that is not active here')
-    if trace_depth < vmap_depth:
-      # Traced outside the vmap: the same value for every member of the axis.
-      return _Mapping.BROADCAST
-    if isinstance(value, batching.BatchTracer):
-      value = value.val
-    elif isinstance(value, unwrappable):
-      value = value.primal
-    else:
-      raise _Undetermined(
-          f'it is a {type(value).__name__}, traced by a staging transformation '
-          '(jax.jit, lax.scan, jax.checkpoint, nn.jit, nn.remat, ...) inside the vmap, '
-          'which decides the batching only after this code has run'
-      )
-  return _Mapping.BROADCAST
 
 
 def _axis_names(reduce_axes: Any) -> tuple[Hashable, ...]:
@@ -143,8 +58,8 @@ def _leaf_mappings(index: int, primal: Any, axis_names: tuple[Hashable, ...]) ->
     by_axis = {}
     for axis_name in axis_names:
       try:
-        by_axis[axis_name] = _mapping(leaf, axis_name)
-      except _Undetermined as e:
+        by_axis[axis_name] = internals.axis_mapping(leaf, axis_name)
+      except internals.Undetermined as e:
         where = f'primal {index}' + (f' at {jax.tree_util.keystr(path)}' if path else '')
         try:
           where += f' ({jax.typeof(leaf).str_short()})'
@@ -165,9 +80,10 @@ def _psum_axes(mappings: dict, out: Any) -> tuple[Hashable, ...]:
   """The axes one leaf's cotangent is summed over, now that ``out`` is known."""
   axes = []
   for axis_name, mapping in mappings.items():
-    if mapping is _Mapping.BROADCAST:
+    if mapping is internals.AxisMapping.BROADCAST:
       axes.append(axis_name)
-    elif mapping is _Mapping.INVARIANT and _mapping(out, axis_name) is _Mapping.INVARIANT:
+    elif (mapping is internals.AxisMapping.INVARIANT
+          and internals.axis_mapping(out, axis_name) is internals.AxisMapping.INVARIANT):
       # JAX psums where the broadcast meets a varying value; when fn's value
       # is itself invariant there was none, and every member contributes the
       # same gradient.
@@ -199,9 +115,9 @@ def _with_reduced_cotangents(vjp_fn: Callable, primal_plans: tuple) -> Callable:
   ``grad_from_vjp`` keep bypassing flax's rebuilding of the variables'
   cotangent. Any other pullback is wrapped as a whole.
   """
-  shim = getattr(vjp_fn, 'func', None)
-  if isinstance(vjp_fn, jax.tree_util.Partial) and getattr(shim, 'func', None) is lift._bwd_wrapper:
-    (jax_pullback,) = vjp_fn.args
+  parts = internals.flax_pullback(vjp_fn)
+  if parts is not None:
+    jax_pullback, shim = parts
     return jax.tree_util.Partial(shim, functools.partial(_reduced_pullback, jax_pullback, primal_plans))
   return functools.partial(_reduced_pullback, vjp_fn, primal_plans)
 

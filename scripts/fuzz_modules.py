@@ -338,6 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument('--jit', action='store_true', help='also run some programs under jax.jit')
   parser.add_argument('--seed', type=int, default=None)
   args = parser.parse_args(argv)
+  # Compile at the first call that can, so that the compiled path is what
+  # the programs exercise (tiered compilation would run most calls as is).
+  from vjpify.runtime import compiled  # pylint: disable=import-outside-toplevel
+  compiled.set_mode('always')
   directory = pathlib.Path(tempfile.mkdtemp(prefix='vjpify-fuzz-'))
   programs = []
   start = time.perf_counter()

@@ -86,3 +86,9 @@ def _flat(target):
 @pytest.mark.skipif(sys.version_info < (3, 12), reason='before 3.12 calls are found from the bytecode')
 def test_no_calls_are_modelled_from_3_12():
   assert _facts('def f(x):\n  print(x)').calls == {}
+
+
+def test_attribute_chains_read_from_globals():
+  facts = _facts('def f(x):\n  y = jnp.tanh(x) + jax.random.normal(k, x.shape)\n  return config.TEMP * y + x.sum()')
+  assert set(facts.attribute_chains) == {('jnp', 'tanh'), ('jax', 'random'), ('jax', 'random', 'normal'),
+                                         ('config', 'TEMP')}

@@ -142,3 +142,16 @@ def test_arrays_in_a_closure_are_lifted_by_their_abstract_value():
   assert key(_capturing(other, other))[0] == once  # a new array of the same shape and dtype
   assert key(_capturing(species.astype(jnp.float32), species.astype(jnp.float32)))[0] != once
   assert key(_capturing(jnp.arange(4), jnp.arange(4)))[0] != once
+
+
+@pytest.mark.parametrize('make', [
+    pytest.param(types.SimpleNamespace, id='simple-namespace'),
+    pytest.param(__import__('argparse').Namespace, id='argparse-namespace'),
+    pytest.param(__import__('threading').local, id='thread-local'),
+])
+def test_library_objects_that_hold_user_data_are_keyed_by_it(make):
+  holder = make()
+  holder.gain = 1.0
+  before = fingerprint(holder)
+  holder.gain = -2.0
+  assert fingerprint(holder) != before

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from vjpify.runtime import internals
 
@@ -81,3 +82,63 @@ def test_the_pullback_wrapper_of_nn_vjp_is_found():
 
 def test_flax_version_is_a_pair_of_numbers():
   assert len(internals.FLAX_VERSION) == 2 and all(isinstance(part, int) for part in internals.FLAX_VERSION)
+
+
+def test_the_jax_pullback_inside_nn_vjp_is_found():
+  class Scale(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      return x * self.param('w', nn.initializers.ones_init(), ())
+
+  class Probe(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      _, vjp_fn = nn.vjp(lambda mdl, x: mdl(x), Scale(), x, vjp_variables=False, multi_scope=True)
+      parts = internals.flax_pullback(vjp_fn)
+      assert parts is not None, 'flax changed the layout of the pullback nn.vjp returns'
+      jax_pullback, _ = parts
+      return jax_pullback(jnp.ones_like(x))[1:]
+
+  x = jnp.ones(2)
+  variables = Probe().init(jax.random.key(0), x)
+  (x_grad,) = Probe().apply(variables, x)
+  np.testing.assert_array_equal(x_grad, jnp.ones(2))
+  assert internals.flax_pullback(lambda g: g) is None
+
+
+def test_the_mapping_over_a_vmap_axis_is_read_from_the_trace():
+  seen = []
+
+  def probe(x, y):
+    seen.append((internals.axis_mapping(x, 'batch'), internals.axis_mapping(y, 'batch')))
+    return x
+
+  from jax._src import core  # pylint: disable=import-outside-toplevel
+  if not hasattr(core, 'unsafe_get_trace_stack'):  # jax before 0.4.36: the question cannot be answered
+    with pytest.raises(internals.Undetermined, match='lacks the trace internals vjpify reads'):
+      jax.vmap(probe, in_axes=(0, None), axis_name='batch')(jnp.ones(3), jnp.ones(()))
+    return
+  jax.vmap(probe, in_axes=(0, None), axis_name='batch')(jnp.ones(3), jnp.ones(()))
+  assert seen == [(internals.AxisMapping.MAPPED, internals.AxisMapping.BROADCAST)]
+
+
+def test_module_scopes_follow_flax_order():
+  class Leaf(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      return nn.Dense(1)(x)
+
+  class Holder(nn.Module):
+    zeta: nn.Module
+    alpha: nn.Module
+
+    @nn.compact
+    def __call__(self, x):
+      flax_order = nn.transforms.get_module_scopes(self)[0]
+      assert internals.module_scopes(self) == flax_order
+      return self.zeta(x) + self.alpha(x)
+
+  Holder(Leaf(), Leaf()).init(jax.random.key(0), jnp.ones((1, 2)))

@@ -18,10 +18,11 @@ precision.
 from __future__ import annotations
 
 import dis
-import functools
 import sys
 import types
 from typing import NamedTuple
+
+from vjpify.runtime.compiled import codecache
 
 __all__ = ['CodeFacts', 'Source', 'Store', 'facts']
 
@@ -64,6 +65,9 @@ class Call(NamedTuple):
 
 class CodeFacts(NamedTuple):
   global_names: tuple[str, ...]
+  # Attribute chains read from globals (``jnp.tanh``, ``jax.random.normal``):
+  # where the global is a module, each attribute of a module is guarded.
+  attribute_chains: tuple[tuple[str, ...], ...]
   # Attribute names and string constants: what the code may read by name.
   names: frozenset[str]
   stores: dict[int, Store]
@@ -163,6 +167,16 @@ def _call(stack: _Stack, instruction: dis.Instruction) -> Call | None:
   return None
 
 
+def _chain(stack: _Stack, instruction: dis.Instruction) -> tuple[str, ...] | None:
+  """The global attribute chain an attribute load reads (``('jnp', 'tanh')``), or None."""
+  if instruction.opname not in ('LOAD_ATTR', 'LOAD_METHOD'):
+    return None
+  base = stack.peek(1)
+  if type(base) is Source and base.root == 'global' and len(base.attrs) < 3:
+    return (base.name, *base.attrs, instruction.argval)
+  return None
+
+
 def _step(stack: _Stack, instruction: dis.Instruction, code: types.CodeType, stores: dict, line) -> None:
   name, argval = instruction.opname, instruction.argval
   if name == 'PRECALL':
@@ -226,10 +240,11 @@ def _step(stack: _Stack, instruction: dis.Instruction, code: types.CodeType, sto
     _generic(stack, instruction)
 
 
-@functools.lru_cache(maxsize=8192)
+@codecache.cached
 def facts(code: types.CodeType) -> CodeFacts:
   """What ``code`` loads by global name and which of its stores need checking."""
   global_names = []
+  chains: dict[tuple[str, ...], None] = {}
   stores: dict[int, Store] = {}
   calls: dict[int, Call] = {}
   stack = _Stack()
@@ -243,6 +258,9 @@ def facts(code: types.CodeType) -> CodeFacts:
       stack.reset()
     if instruction.opname in _GLOBAL_LOADS and instruction.argval not in global_names:
       global_names.append(instruction.argval)
+    chain = _chain(stack, instruction)
+    if chain is not None:
+      chains[chain] = None
     if _HOOKLESS_CALLS:
       call = _call(stack, instruction)
       if call is not None:
@@ -252,6 +270,7 @@ def facts(code: types.CodeType) -> CodeFacts:
   names.update(const for const in code.co_consts if isinstance(const, str))
   return CodeFacts(
       global_names=tuple(global_names),
+      attribute_chains=tuple(chains),
       names=frozenset(names),
       stores=stores,
       calls=calls,

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from vjpify.runtime.compiled import usercode
+from vjpify.runtime.compiled import codecache, usercode
 
 __all__ = ['classify_call', 'classify_code', 'UNKNOWN_ARGUMENT']
 
@@ -56,6 +56,7 @@ _IMPURE_MODULES = ('time', 'posix', 'nt', 'select', 'signal', 'atexit', 'faultha
                    '_locale', 'locale')
 _PURE_IN_IMPURE_MODULES = frozenset({'fspath', 'get_ident', 'get_native_id', 'isenabled', 'getrecursionlimit',
                                      'mktime', 'struct_time', 'strptime', 'get_clock_info', 'localeconv'})
+_MISSING = object()
 _IN_MEMORY_FILES = (io.StringIO, io.BytesIO)
 # Objects whose every method is an effect when user code calls it.
 _IMPURE_SELF_TYPES: tuple[type, ...] = (
@@ -238,21 +239,12 @@ def _mutation(owner: type, name: str, target: Any, outlives: Callable[[Any], boo
   return None
 
 
-_code_verdicts: dict[types.CodeType, str | None] = {}
-
-
+@codecache.cached
 def classify_code(code: types.CodeType) -> str | None:
   """Says why entering library function ``code`` from user code is an effect, or None."""
   if usercode.is_user_code(code):
     return None
-  verdict = _code_verdicts.get(code, _MISSING)
-  if verdict is _MISSING:
-    verdict = _code_verdict(code)
-    _code_verdicts[code] = verdict
-  return verdict
-
-
-_MISSING = object()
+  return _code_verdict(code)
 
 
 def _code_verdict(code: types.CodeType) -> str | None:

@@ -23,6 +23,7 @@ with the reason, and the call then runs uncompiled.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import collections.abc
 import dataclasses
@@ -30,6 +31,7 @@ import enum
 import fractions
 import functools
 import struct
+import threading
 import types
 import weakref
 from typing import Any
@@ -81,6 +83,9 @@ _MAPPINGS = (collections.abc.Mapping,)
 _SEQUENCES = (list, tuple, collections.deque)
 _SETS = (set, frozenset)
 _MISSING = object()
+# Library objects that only hold the user's data in their attributes: keyed
+# by that state, not by identity. threading.local shows the calling thread's.
+_DATA_HOLDERS = (types.SimpleNamespace, argparse.Namespace, threading.local)
 
 
 def _float_bits(value: float) -> bytes:
@@ -194,7 +199,7 @@ class Fingerprinter:
       return kind, self(value())
     if isinstance(value, (_SEQUENCES, _MAPPINGS, _SETS)) or dataclasses.is_dataclass(value):
       return self._container(kind, value)
-    if _is_user_type(kind) or kind is types.SimpleNamespace or kind.__name__ == 'Namespace':
+    if _is_user_type(kind) or isinstance(value, _DATA_HOLDERS):
       return self._object(kind, value)
     wrapped = _wrapped_callables(value)
     if wrapped is not None:

@@ -180,6 +180,7 @@ class Recorder:
         for name in facts.global_names:
           fingerprinter.budget = Fingerprinter().budget
           guards.append(GlobalGuard(namespace, name, owner, fingerprinter, builtins))
+        guards.extend(_module_attribute_guards(namespace, facts.attribute_chains, fingerprinter))
     covered_codes |= fingerprinter.reached_codes
     user_modules.update(fingerprinter.user_modules)
     created_here = _nested_codes(self._namespaces)
@@ -194,6 +195,20 @@ class Recorder:
         fingerprinter.budget = Fingerprinter().budget
         guards.append(GlobalGuard(module.__dict__, name, module.__name__, fingerprinter))
     return guards
+
+
+def _module_attribute_guards(namespace: dict, chains: tuple, fingerprinter: Fingerprinter) -> list[GlobalGuard]:
+  """Guards on the attributes of modules that ``chains`` read: ``jnp.tanh`` is the attribute tanh of jax.numpy."""
+  guards = []
+  for global_name, *names in chains:
+    value = namespace.get(global_name)
+    for name in names:
+      if not isinstance(value, types.ModuleType):
+        break
+      fingerprinter.budget = Fingerprinter().budget
+      guards.append(GlobalGuard(value.__dict__, name, value.__name__, fingerprinter))
+      value = value.__dict__.get(name)
+  return guards
 
 
 def _nested_codes(namespaces: dict) -> set[types.CodeType]:
@@ -236,7 +251,7 @@ def _references(value: Any, generator_frames: set[int]) -> list[Any]:
   kind = type(value)
   if isinstance(value, type):
     return list(vars(value).values()) if not usercode.is_trusted_module(value.__module__) else []
-  if usercode.is_trusted_module(kind.__module__) and kind is not types.SimpleNamespace:
+  if usercode.is_trusted_module(kind.__module__) and not isinstance(value, (types.SimpleNamespace, threading.local)):
     # Library containers (deque, FrozenDict ...) are walked; other library
     # objects are leaves.
     if isinstance(value, collections.abc.Mapping):

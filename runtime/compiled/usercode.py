@@ -17,6 +17,8 @@ import sys
 import sysconfig
 import types
 
+from vjpify.runtime.compiled import codecache
+
 __all__ = ['aside_codes', 'is_user_code', 'module_of_file', 'is_trusted_module']
 
 # Packages whose code is trusted, besides the standard library.
@@ -68,7 +70,6 @@ _PACKAGE_ROOTS += tuple(os.path.realpath(root) + os.sep for root in _PACKAGE_ROO
 _STDLIB_ROOTS += tuple(os.path.realpath(root) + os.sep for root in _STDLIB_ROOTS)
 _SITE_ROOTS += tuple(os.path.realpath(root) + os.sep for root in _SITE_ROOTS)
 
-_verdicts: dict[types.CodeType, bool] = {}
 
 
 def _trusted_file(filename: str) -> bool:
@@ -82,13 +83,10 @@ def _trusted_file(filename: str) -> bool:
   return filename.startswith(_STDLIB_ROOTS) and not filename.startswith(_SITE_ROOTS)
 
 
+@codecache.cached
 def is_user_code(code: types.CodeType) -> bool:
   """Whether ``code`` is user code (not jax, flax, numpy, the stdlib or vjpify)."""
-  verdict = _verdicts.get(code)
-  if verdict is None:
-    verdict = not _trusted_file(code.co_filename)
-    _verdicts[code] = verdict
-  return verdict
+  return not _trusted_file(code.co_filename)
 
 
 def is_trusted_module(name: str | None) -> bool:
