@@ -65,9 +65,9 @@ def _program_ids() -> list:
 def _expectations(code: str) -> dict[str, Any]:
   namespace: dict[str, Any] = {}
   for line in code.splitlines():
-    if line.startswith('EXPECT_'):
+    if line.startswith(('EXPECT_', 'TOLERANCE = ')):
       exec(line, namespace)  # pylint: disable=exec-used
-  return {name: value for name, value in namespace.items() if name.startswith('EXPECT_')}
+  return {name: value for name, value in namespace.items() if name.startswith('EXPECT_') or name == 'TOLERANCE'}
 
 
 def _run(path: pathlib.Path, directory: pathlib.Path, mode: str) -> Run:
@@ -123,7 +123,7 @@ def _describe(run: Run) -> str:
   return f'exit {run.returncode}\n--- stdout\n{run.stdout[-3000:]}\n--- stderr\n{run.stderr[-3000:]}'
 
 
-def _assert_same_leaf(index: int, want: tuple, got: tuple) -> None:
+def _assert_same_leaf(index: int, want: tuple, got: tuple, tolerance: float = TOLERANCE) -> None:
   label = f'leaf {index}'
   assert got[0] == want[0], f'{label}: {got[0]} where the original has {want[0]}'
   kind = want[0]
@@ -132,7 +132,7 @@ def _assert_same_leaf(index: int, want: tuple, got: tuple) -> None:
     _, got_dtype, got_weak, got_value = got
     assert (got_dtype, got_weak, got_value.shape) == (dtype, weak, value.shape), label
     if np.issubdtype(value.dtype, np.floating) and value.dtype.itemsize >= 4:
-      np.testing.assert_allclose(got_value, value, rtol=TOLERANCE, atol=TOLERANCE, err_msg=label)
+      np.testing.assert_allclose(got_value, value, rtol=tolerance, atol=tolerance, err_msg=label)
     else:
       np.testing.assert_array_equal(got_value, value, err_msg=label)
       assert got_value.tobytes() == value.tobytes(), f'{label}: the bits differ'
@@ -147,7 +147,7 @@ def _assert_same_leaf(index: int, want: tuple, got: tuple) -> None:
       assert got[2] == want[2], f'{label}: {got[2]!r} where the original has {want[2]!r}'
 
 
-def assert_same_outcome(original: dict, rewritten: dict) -> None:
+def assert_same_outcome(original: dict, rewritten: dict, tolerance: float = TOLERANCE) -> None:
   if 'error' in original:
     assert rewritten.get('error') == original['error']
     return
@@ -156,7 +156,7 @@ def assert_same_outcome(original: dict, rewritten: dict) -> None:
   assert got['tree'] == want['tree']
   assert len(got['leaves']) == len(want['leaves'])
   for index, (a, b) in enumerate(zip(want['leaves'], got['leaves'])):
-    _assert_same_leaf(index, a, b)
+    _assert_same_leaf(index, a, b, tolerance)
 
 
 def _assert_expectations(name: str, rewritten: dict) -> None:
@@ -189,7 +189,10 @@ def test_program_behaves_the_same_after_the_rewrite(program, mode, program_runs)
   assert _without_addresses(rewritten.stdout) == _without_addresses(original.stdout)
   assert _without_addresses(rewritten.stderr) == _without_addresses(original.stderr)
   assert rewritten.returncode == original.returncode
-  assert_same_outcome(original.outcome, rewritten.outcome)
+  # A program may widen the float tolerance where eager dispatch and jax.jit
+  # of the original program already differ more, saying why (TOLERANCE).
+  tolerance = _expectations((PROGRAMS / program).read_text(encoding='utf-8')).get('TOLERANCE', TOLERANCE)
+  assert_same_outcome(original.outcome, rewritten.outcome, tolerance)
   if mode == 'always':
     _assert_expectations(program, rewritten.outcome)
 

@@ -115,10 +115,14 @@ class Bucket:
     self.problem: str | None = None
     self.rent: dict[Any, float] = collections.defaultdict(float)
 
+  def add(self, entry: Entry) -> None:
+    with lock:
+      self.entries.append(entry)
+
   def find(self) -> tuple[Entry | None, GlobalGuard | None]:
     """The first entry whose guards pass, or None and the last guard that failed."""
     failure = None
-    for entry in self.entries:
+    for entry in tuple(self.entries):
       failed = entry.guards.first_failure()
       if failed is None:
         return entry, None

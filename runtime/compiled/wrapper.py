@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 from typing import Any, NamedTuple
 
 import flax
@@ -71,6 +72,9 @@ def _scopes_or_reason(module: Any, primals: tuple, kwargs: dict) -> plumbing.Sco
     return 'inside Module.tabulate'
   if jax.config.jax_disable_jit:
     return 'jax.disable_jit() is on'
+  if jax.config.jax_debug_nans or jax.config.jax_debug_infs:
+    # Compiled code finds a NaN by running again op by op, and says so differently.
+    return 'jax_debug_nans or jax_debug_infs is on'
   scopes = plumbing.Scopes.of(module)
   if scopes is None:
     return 'the module is unbound, or reaches a flax Variable through its fields'
@@ -157,7 +161,10 @@ def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerp
   site.retraced(why)
   _calls.watched[-1] = True
   try:
-    with monitor.watching(recorder):
+    # A warning the trace would show is held back, and the call then runs
+    # uncompiled and shows it, as the original shows it on every call. The
+    # filters are left as they are: a warning they hide is no effect.
+    with warnings.catch_warnings(record=True) as shown, monitor.watching(recorder):
       traced = entry.run.trace(*arguments)
   except monitor.MonitorUnavailable as error:
     return f'cannot watch the trace: {error}', []
@@ -171,6 +178,10 @@ def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerp
     return f'tracing failed: {_first_line(error)}', _partial_guards(recorder, fingerprinter, entry)
   finally:
     _calls.watched[-1] = False
+  if shown:
+    warning = shown[0]
+    return (f'the trace issues a warning ({warning.category.__name__}: {str(warning.message).splitlines()[0]} '
+            f'at {warning.filename}:{warning.lineno})'), _partial_guards(recorder, fingerprinter, entry)
   covered = fingerprinter.reached_codes | entry.covered_codes
   modules = {**fingerprinter.user_modules, **entry.user_modules}
   try:
@@ -240,8 +251,6 @@ def _call_compiled(target: Any, module: Any, scopes: plumbing.Scopes, primals: t
     if not cache.earned(bucket, signature, state):
       return _Warming(bucket, signature)
     entry = cache.Entry(_trace)
-    with cache.lock:
-      bucket.entries.append(entry)
   _calls.stack.append(call)
   _calls.watched.append(False)
   try:
@@ -261,6 +270,7 @@ def _call_compiled(target: Any, module: Any, scopes: plumbing.Scopes, primals: t
           # A negative entry: while its guards pass, calls run uncompiled
           # without tracing again.
           entry.problem = problem
+          bucket.add(entry)
         else:
           bucket.problem = problem  # new shapes of a compiled entry
         return problem
@@ -282,6 +292,9 @@ def _call_compiled(target: Any, module: Any, scopes: plumbing.Scopes, primals: t
   if call.record is not None:
     if entry.record is None:
       entry.record = call.record
+      # Only now may other threads find it: an entry without its record
+      # could not replay what the trace did.
+      bucket.add(entry)
     elif not call.record.same_as(entry.record):
       # A retrace (new shapes) did something else Python-side: later calls
       # could not tell which record to replay.
