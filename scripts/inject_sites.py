@@ -49,9 +49,9 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
 
 from vjpify.transformer import TransformResult, transform_source
-from vjpify.transformer.build import fn_argument
+from vjpify.transformer.rewrite.nodes import fn_argument
 from vjpify.transformer.diagnostics import REWRITTEN
-from vjpify.transformer.targets import (
+from vjpify.transformer.find.targets import (
     COMPILE_HELPER, EXTRACTION_HELPER, GRAD_TRANSFORMS, RUNTIME_HELPERS, RUNTIME_MODULE, VJP_KEYWORDS)
 
 # Bindings the rewrite may add or remove, as (module, name) pairs.

@@ -23,9 +23,9 @@ import pytest
 
 import vjpify.runtime
 from vjpify.transformer import transform_source
-from vjpify.transformer.cli import _parser
+from vjpify.transformer.cli.main import _parser
 from vjpify.transformer.diagnostics import REWRITTEN
-from vjpify.transformer.targets import RUNTIME_HELPERS
+from vjpify.transformer.find.targets import RUNTIME_HELPERS
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / 'fixtures'
 OVERWRITE = os.environ.get('VJPIFY_OVERWRITE') == '1'

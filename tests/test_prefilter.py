@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vjpify.transformer import TransformError, transform_source
-from vjpify.transformer.prefilter import may_hold_sites
+from vjpify.transformer.find.prefilter import may_hold_sites
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FIXTURE_FILES = sorted((REPO / 'fixtures').glob('**/*.py'))

@@ -1,7 +1,7 @@
 """The pass run on a cut-down copy of a file must give exactly what it gives
 on the whole file: the same text, the same sites, the same errors.
 
-The copy (``vjpify.transformer.reduction``) only exists to make the pass
+The copy (``vjpify.transformer.find.reduction``) only exists to make the pass
 faster; every way of comparing here runs both and demands equality, over
 every fixture, generated and mutated Module sources, and real flax files
 with sites planted in them.
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from vjpify.transformer import TransformError, transform_source
-from vjpify.transformer.reduction import reduce_source
+from vjpify.transformer.find.reduction import reduce_source
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / 'scripts'))

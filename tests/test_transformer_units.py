@@ -11,9 +11,9 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
 from vjpify.transformer import transform_source
-from vjpify.transformer.build import hanging_indent, line_limit
-from vjpify.transformer.imports import OrderedAddImportsVisitor
-from vjpify.transformer.sites import string_quote
+from vjpify.transformer.rewrite.nodes import hanging_indent, line_limit
+from vjpify.transformer.rewrite.imports import OrderedAddImportsVisitor
+from vjpify.transformer.find.sites import string_quote
 
 _SITE = '''import flax.linen as nn
 

@@ -17,7 +17,7 @@ from vjpify.transformer.api import (
     FileResult, TransformError, TransformResult, could_contain_sites, transform_bytes, transform_file,
     transform_source)
 from vjpify.transformer.diagnostics import Site
-from vjpify.transformer.runner import transform_tree
+from vjpify.transformer.cli.runner import transform_tree
 
 __all__ = [
     'FileResult', 'LowerGradToVjp', 'Site', 'TransformError', 'TransformResult', 'could_contain_sites',
@@ -28,6 +28,6 @@ __all__ = [
 def __getattr__(name: str):
   # The codemod command pulls in libcst; load it only when asked for.
   if name == 'LowerGradToVjp':
-    from vjpify.transformer.command import LowerGradToVjp
+    from vjpify.transformer.rewrite.command import LowerGradToVjp
     return LowerGradToVjp
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

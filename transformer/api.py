@@ -25,8 +25,8 @@ import ast
 import dataclasses
 
 from vjpify.transformer.diagnostics import ERROR, Site
-from vjpify.transformer.files import SourceProblem, decode_source, encode_source, read_source, write_atomically
-from vjpify.transformer.prefilter import could_contain_sites, may_hold_sites, parse_quietly
+from vjpify.transformer.files.source import SourceProblem, decode_source, encode_source, read_source, write_atomically
+from vjpify.transformer.find.prefilter import could_contain_sites, may_hold_sites, parse_quietly
 
 __all__ = [
     'FileResult', 'TransformError', 'TransformResult', 'could_contain_sites', 'file_error', 'may_hold_sites',
@@ -136,7 +136,7 @@ def _run_pass(code: str, path: str, jit: bool, original_code: str | None = None)
   import libcst as cst
   from libcst.codemod import CodemodContext
 
-  from vjpify.transformer.command import LowerGradToVjp
+  from vjpify.transformer.rewrite.command import LowerGradToVjp
 
   command = LowerGradToVjp(CodemodContext(filename=path), jit=jit, original_code=original_code)
   return command.transform_module(cst.parse_module(code)).code, command.sites
@@ -148,7 +148,7 @@ def _run_pass_reduced(code: str, tree: ast.Module, path: str, jit: bool) -> tupl
   on it."""
   import libcst as cst
 
-  from vjpify.transformer.reduction import reduce_source
+  from vjpify.transformer.find.reduction import reduce_source
 
   reduction = reduce_source(code, tree)
   if reduction is None:
@@ -172,14 +172,14 @@ def transform_source(code: str, path: str = '<string>', *, prefilter: bool = Tru
     code: Python source text.
     path: shown in diagnostics.
     prefilter: skip the full pass for files that cannot hold a site (see
-      ``vjpify.transformer.prefilter``); the result is the same either way.
+      ``vjpify.transformer.find.prefilter``); the result is the same either way.
     jit: wrap each site's ``fn`` in ``vjpify.runtime.compiled``, so that
       eager calls run as one cached ``jax.jit`` program, with values equal to
       ``nn.grad``'s up to float rounding; False for plain ``nn.vjp`` code,
       bit for bit like ``nn.grad`` and as slow.
     reduce: run the pass on a copy with the functions and classes that
       cannot hold a site cut down to stubs (see
-      ``vjpify.transformer.reduction``); the result is the same either way.
+      ``vjpify.transformer.find.reduction``); the result is the same either way.
 
   Returns:
     A :class:`TransformResult`.

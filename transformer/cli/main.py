@@ -19,11 +19,11 @@ import sys
 from collections.abc import Sequence
 
 from vjpify.transformer.diagnostics import ERROR, SKIPPED
-from vjpify.transformer.files import STDIN, SourceProblem, write_atomically
-from vjpify.transformer.output import Console, color_wanted, progress_wanted, unified_diff
-from vjpify.transformer.paths import DEFAULT_EXCLUDES, PlanError, plan
-from vjpify.transformer.report import Summary
-from vjpify.transformer.runner import default_jobs, run
+from vjpify.transformer.files.source import STDIN, SourceProblem, write_atomically
+from vjpify.transformer.cli.console import Console, color_wanted, progress_wanted, unified_diff
+from vjpify.transformer.files.walk import DEFAULT_EXCLUDES, PlanError, plan
+from vjpify.transformer.cli.report import Summary
+from vjpify.transformer.cli.runner import default_jobs, run
 
 EXIT_CLEAN = 0
 EXIT_CHANGED = 1

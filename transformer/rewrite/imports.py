@@ -16,9 +16,9 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import ImportAssignment, QualifiedName, Scope
 
-from vjpify.transformer.targets import (
+from vjpify.transformer.find.targets import (
     GRAD_TRANSFORMS, HELPER_ALIAS_PREFIX, IMPORT_VJP_FROM, LINEN_MODULES, LINEN_VJP, RUNTIME_MODULE, VJP_ALIAS_PREFIX)
-from vjpify.transformer.whitespace import split_after_last, without_comments
+from vjpify.transformer.rewrite.whitespace import split_after_last, without_comments
 
 
 def _sort_key(names: Sequence[str]) -> Callable[[str], str] | None:

@@ -27,10 +27,10 @@ from concurrent.futures.process import BrokenProcessPool
 
 from vjpify.transformer.api import FileResult, TransformError, file_error, may_hold_sites, transform_bytes
 from vjpify.transformer.diagnostics import ERROR, Site
-from vjpify.transformer.files import (
+from vjpify.transformer.files.source import (
     STDIN, SourceProblem, copy_atomically, decode_source, ensure_folder, interrupts_held, read_source,
     source_mode, write_atomically)
-from vjpify.transformer.paths import Task, plan
+from vjpify.transformer.files.walk import Task, plan
 
 # Transforms queued per worker: enough to keep every worker busy while
 # results are written in order, few enough to bound memory.
@@ -170,7 +170,7 @@ class _Runner:
       return multiprocessing.get_context()
     if 'forkserver' in multiprocessing.get_all_start_methods():
       context = multiprocessing.get_context('forkserver')
-      context.set_forkserver_preload(['vjpify.transformer.runner', 'vjpify.transformer.command'])
+      context.set_forkserver_preload(['vjpify.transformer.cli.runner', 'vjpify.transformer.rewrite.command'])
       return context
     return multiprocessing.get_context('spawn')
 
@@ -299,7 +299,7 @@ def run(tasks: Sequence[Task], *, jobs: int = 1, fresh_workers: bool = True,
   not yet started; those already written stay written.
 
   Args:
-    tasks: from :func:`vjpify.transformer.paths.plan`.
+    tasks: from :func:`vjpify.transformer.files.walk.plan`.
     jobs: worker processes.
     fresh_workers: start workers from a fresh interpreter rather than by
       forking this process, which is only safe while it runs no threads (a

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 import libcst as cst
 from libcst.metadata import QualifiedName
 
-from vjpify.transformer.modules import ModuleClasses
-from vjpify.transformer.targets import GRAD_KEYWORDS, GRAD_TRANSFORMS
+from vjpify.transformer.find.module_classes import ModuleClasses
+from vjpify.transformer.find.targets import GRAD_KEYWORDS, GRAD_TRANSFORMS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,8 +32,8 @@ from collections.abc import Callable, Sequence
 import libcst as cst
 from libcst.metadata import CodeRange
 
-from vjpify.transformer.targets import VJP_KEYWORDS
-from vjpify.transformer.whitespace import merge, split_after_last, without_comment_block, without_comments
+from vjpify.transformer.find.targets import VJP_KEYWORDS
+from vjpify.transformer.rewrite.whitespace import merge, split_after_last, without_comment_block, without_comments
 
 _NO_SPACE = cst.SimpleWhitespace('')
 

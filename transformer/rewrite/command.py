@@ -3,7 +3,7 @@ import bookkeeping together; the decisions live in the modules it calls.
 
 Usable with LibCST's own runner::
 
-    python -m libcst.tool codemod -x vjpify.transformer.command.LowerGradToVjp src/
+    python -m libcst.tool codemod -x vjpify.transformer.rewrite.command.LowerGradToVjp src/
 
 (add ``--no-jit`` there to leave ``fn`` unwrapped).
 """
@@ -21,15 +21,15 @@ from libcst.codemod import Codemod, CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
-from vjpify.transformer.build import (
+from vjpify.transformer.rewrite.nodes import (
     continuation_lines, fn_argument, hanging_indent, hugs_arguments, keywords_line_width, line_limit, lowered_call,
     preferred_quote, shifted, wrapped_fn_shift)
 from vjpify.transformer.diagnostics import REWRITTEN, SKIPPED, Site
-from vjpify.transformer.imports import ImportPlanner, OrderedAddImportsVisitor
-from vjpify.transformer.modules import ModuleClasses, module_classes
-from vjpify.transformer.sites import (
+from vjpify.transformer.rewrite.imports import ImportPlanner, OrderedAddImportsVisitor
+from vjpify.transformer.find.module_classes import ModuleClasses, module_classes
+from vjpify.transformer.find.sites import (
     Verdict, enclosing_fstrings, keeps_reduce_axes, site_problem, string_quote, transform_of)
-from vjpify.transformer.targets import COMPILE_HELPER, EXTRACTION_HELPER, KWARGS_HELPER, REDUCE_AXES_HELPER
+from vjpify.transformer.find.targets import COMPILE_HELPER, EXTRACTION_HELPER, KWARGS_HELPER, REDUCE_AXES_HELPER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +72,7 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     eager calls run one compiled program (values then match ``nn.grad`` to
     float rounding rather than bit for bit). ``original_code``: the whole
     file, when the module transformed is a cut-down copy of it (see
-    ``vjpify.transformer.reduction``); layout follows the whole file."""
+    ``vjpify.transformer.find.reduction``); layout follows the whole file."""
     Codemod.__init__(self, context)
     cst.CSTTransformer.__init__(self)
     self._jit = jit
