@@ -25,7 +25,9 @@ import ast
 import dataclasses
 
 from vjpify.transformer.diagnostics import ERROR, Site
-from vjpify.transformer.files.source import SourceProblem, decode_source, encode_source, read_source, write_atomically
+from vjpify.transformer.files.problems import SourceProblem
+from vjpify.transformer.files.source import decode_source, encode_source, read_source
+from vjpify.transformer.files.write import write_atomically
 from vjpify.transformer.find.prefilter import could_contain_sites, may_hold_sites, parse_quietly
 
 __all__ = [

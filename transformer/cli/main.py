@@ -19,7 +19,9 @@ import sys
 from collections.abc import Sequence
 
 from vjpify.transformer.diagnostics import ERROR, SKIPPED
-from vjpify.transformer.files.source import STDIN, SourceProblem, write_atomically
+from vjpify.transformer.files.problems import SourceProblem
+from vjpify.transformer.files.source import STDIN
+from vjpify.transformer.files.write import write_atomically
 from vjpify.transformer.cli.console import Console, color_wanted, progress_wanted, unified_diff
 from vjpify.transformer.files.walk import DEFAULT_EXCLUDES, PlanError, plan
 from vjpify.transformer.cli.report import Summary

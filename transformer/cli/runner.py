@@ -27,9 +27,10 @@ from concurrent.futures.process import BrokenProcessPool
 
 from vjpify.transformer.api import FileResult, TransformError, file_error, may_hold_sites, transform_bytes
 from vjpify.transformer.diagnostics import ERROR, Site
-from vjpify.transformer.files.source import (
-    STDIN, SourceProblem, copy_atomically, decode_source, ensure_folder, interrupts_held, read_source,
-    source_mode, write_atomically)
+from vjpify.transformer.files.problems import SourceProblem
+from vjpify.transformer.files.source import STDIN, decode_source, read_source
+from vjpify.transformer.files.write import (
+    copy_atomically, ensure_folder, interrupts_held, source_mode, write_atomically)
 from vjpify.transformer.files.walk import Task, plan
 
 # Transforms queued per worker: enough to keep every worker busy while
