@@ -125,17 +125,15 @@ def input_sites(code: str, result: TransformResult) -> list[tuple[int, int, cst.
   return _spans(wrapper, calls, _line_starts(code))
 
 
-def output_sites(code: str, unbound_too: bool = False) -> list[tuple[int, int, cst.Call]]:
-  """Character spans of the runtime helper calls in ``code``, outermost only;
-  with ``unbound_too``, also calls of a helper's name that nothing binds (the
-  helper import the rewrite adds will bind it)."""
+def output_sites(code: str) -> list[tuple[int, int, cst.Call]]:
+  """Character spans of the runtime helper calls in ``code``, outermost only.
+
+  A call of a helper's name that nothing binds is not one: the rewrite never
+  imports a name the file reads, so the call stays as unbound as it was."""
   wrapper = MetadataWrapper(cst.parse_module(code))
-  short = {name.rsplit('.', 1)[1] for name in HELPER_NAMES}
 
   def wanted(call: cst.Call, names: set[str]) -> bool:
-    if names & HELPER_NAMES:
-      return True
-    return unbound_too and not names and isinstance(call.func, cst.Name) and call.func.value in short
+    return bool(names & HELPER_NAMES)
 
   calls = _calls_where(wrapper, wanted)
   return _outermost(_spans(wrapper, calls, _line_starts(code)))
@@ -304,7 +302,7 @@ def check_rewrite(code: str, path: str = '<planted>') -> TransformResult:
     return result
   every_site = input_sites(code, result)
   # Helper calls the input already had (a file rewritten before) stay as they are.
-  present = output_sites(code, unbound_too=True)
+  present = output_sites(code)
   old_sites = _outermost(sorted(every_site + present, key=lambda s: (s[0], -s[1])))
   new_sites = output_sites(result.code)
   if len(old_sites) != len(new_sites):
