@@ -22,10 +22,11 @@ import sys
 import pytest
 
 import vjpify.runtime
-from vjpify.transformer import transform_source
-from vjpify.transformer.cli.main import _parser
+from vjpify.transformer.cli.main import argument_parser
 from vjpify.transformer.diagnostics import REWRITTEN
 from vjpify.transformer.find.targets import RUNTIME_HELPERS
+from vjpify.transformer.pipeline import transform_text
+from vjpify.transformer.settings import Settings
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / 'fixtures'
 OVERWRITE = os.environ.get('VJPIFY_OVERWRITE') == '1'
@@ -73,17 +74,18 @@ def _overwrite(case: pathlib.Path, source: str, code: str, diagnostics: list[str
     warnings.unlink(missing_ok=True)
 
 
-def _options(case: pathlib.Path) -> dict:
-  """The API keywords that the case's command-line options stand for."""
+def _settings(case: pathlib.Path) -> Settings:
+  """The settings that the case's command-line options stand for, built as
+  the command line builds them."""
   flags = _read(case / 'options.txt').split() if (case / 'options.txt').exists() else []
-  return {'jit': _parser().parse_args([*flags, INPUT_PATH]).jit}
+  return Settings.from_args(argument_parser().parse_args([*flags, INPUT_PATH]))
 
 
 @pytest.mark.parametrize('case', _cases())
 def test_fixture(case: pathlib.Path) -> None:
   source = _read(case / 'input.py')
-  options = _options(case)
-  result = transform_source(source, INPUT_PATH, **options)
+  settings = _settings(case)
+  result = transform_text(source, INPUT_PATH, settings)
   diagnostics = _diagnostics(result)
   if OVERWRITE:
     _overwrite(case, source, result.code, diagnostics)
@@ -94,7 +96,7 @@ def test_fixture(case: pathlib.Path) -> None:
   if expected_file.exists():
     assert expected != source, 'expected.py equals input.py; delete it instead'
 
-  again = transform_source(result.code, INPUT_PATH, **options)
+  again = transform_text(result.code, INPUT_PATH, settings)
   assert again.code == result.code, 'transforming the output changed it again'
   # Added imports move lines, so compare what was reported, not where.
   assert _reasons(again) == _reasons(result)

@@ -16,8 +16,11 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from vjpify.transformer import TransformError, transform_source
+from vjpify.transformer import TransformError
+from vjpify.transformer.find.prefilter import parse_quietly
 from vjpify.transformer.find.reduction import reduce_source
+from vjpify.transformer.pipeline import reduced_pass, whole_pass
+from vjpify.transformer.settings import Settings
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / 'scripts'))
@@ -28,16 +31,24 @@ from test_properties import module_sources, mutated_fixtures  # noqa: E402
 SOURCES = sorted([*REPO.glob('fixtures/*/*/*.py'), *REPO.glob('fixtures/exec/*.py'), *REPO.glob('examples/*.py')])
 
 
-def _outcome(code: str, reduce: bool) -> tuple:
+def _outcome(transform, code: str) -> tuple:
   try:
-    result = transform_source(code, 'input.py', reduce=reduce)
+    result = transform(code)
   except TransformError as error:
     return 'error', error.site.format()
   return result.code, [site.format() for site in result.sites]
 
 
+def _on_the_copy(code: str):
+  return reduced_pass(code, parse_quietly(code), 'input.py', Settings())
+
+
+def _on_the_whole_file(code: str):
+  return whole_pass(code, 'input.py', Settings())
+
+
 def assert_same_either_way(code: str) -> None:
-  assert _outcome(code, reduce=True) == _outcome(code, reduce=False)
+  assert _outcome(_on_the_copy, code) == _outcome(_on_the_whole_file, code)
 
 
 def test_there_are_sources_to_compare():

@@ -30,6 +30,7 @@ from vjpify.transformer.find.module_classes import ModuleClasses, module_classes
 from vjpify.transformer.find.sites import (
     Verdict, enclosing_fstrings, keeps_reduce_axes, site_problem, string_quote, transform_of)
 from vjpify.transformer.find.targets import COMPILE_HELPER, EXTRACTION_HELPER, KWARGS_HELPER, REDUCE_AXES_HELPER
+from vjpify.transformer.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,19 +64,20 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
 
   @staticmethod
   def add_args(arg_parser: argparse.ArgumentParser) -> None:
+    # LibCST's runner passes what these parse as keywords to __init__.
     arg_parser.add_argument(
-        '--no-jit', dest='jit', action='store_false',
+        '--no-jit', dest='settings', action='store_const', const=Settings(jit=False), default=Settings(),
         help="leave fn as it is rather than wrap it in vjpify.runtime's cached jax.jit")
 
-  def __init__(self, context: CodemodContext, jit: bool = True, original_code: str | None = None) -> None:
-    """``jit``: wrap each site's ``fn`` in the runtime's ``compiled``, so that
-    eager calls run one compiled program (values then match ``nn.grad`` to
-    float rounding rather than bit for bit). ``original_code``: the whole
-    file, when the module transformed is a cut-down copy of it (see
+  def __init__(self, context: CodemodContext, settings: Settings = Settings(),
+               original_code: str | None = None) -> None:
+    """``settings``: the run's settings (``jit``: wrap each site's ``fn`` in
+    the runtime's ``compiled``). ``original_code``: the whole file, when the
+    module transformed is a cut-down copy of it (see
     ``vjpify.transformer.find.reduction``); layout follows the whole file."""
     Codemod.__init__(self, context)
     cst.CSTTransformer.__init__(self)
-    self._jit = jit
+    self._settings = settings
     self._original_code = original_code
     self.sites: list[Site] = []
     self._module_classes = ModuleClasses(frozenset(), {})
@@ -169,7 +171,7 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
           plan, kwargs_helper=planner.runtime_helper(KWARGS_HELPER, site_scope), quote=self._string_quote(node))
     if keeps_reduce_axes(node):
       plan = dataclasses.replace(plan, reduce_helper=planner.runtime_helper(REDUCE_AXES_HELPER, site_scope))
-    elif self._jit and fn_argument(node.args) is not None:
+    elif self._settings.jit and fn_argument(node.args) is not None:
       # Under vmap, where reduce_axes matters, compiled would not compile.
       plan = dataclasses.replace(plan, compile_helper=planner.runtime_helper(COMPILE_HELPER, site_scope))
     self._plan_shifts(node, plan)
