@@ -49,8 +49,8 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
 
 from vjpify.transformer import TransformResult, transform_source
-from vjpify.transformer.rewrite.nodes import fn_argument
 from vjpify.transformer.diagnostics import REWRITTEN
+from vjpify.transformer.find.arguments import fn_argument
 from vjpify.transformer.find.targets import (
     COMPILE_HELPER, EXTRACTION_HELPER, GRAD_TRANSFORMS, RUNTIME_HELPERS, RUNTIME_MODULE, VJP_KEYWORDS)
 

@@ -11,9 +11,10 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
 from vjpify.transformer import transform_source
-from vjpify.transformer.rewrite.nodes import hanging_indent, line_limit
-from vjpify.transformer.rewrite.imports import OrderedAddImportsVisitor
 from vjpify.transformer.find.sites import string_quote
+from vjpify.transformer.rewrite.import_adder import OrderedAddImportsVisitor
+from vjpify.transformer.rewrite.layout import hanging_indent
+from vjpify.transformer.rewrite.style import line_limit
 
 _SITE = '''import flax.linen as nn
 

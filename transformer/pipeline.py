@@ -76,13 +76,15 @@ def _parse_error(code: str, path: str, error) -> TransformError:
       error.raw_column + 1))
 
 
-def _run_pass(code: str, path: str, settings: Settings, original_code: str | None = None) -> tuple[str, list[Site]]:
+def _run_pass(code: str, path: str, settings: Settings, original: str) -> tuple[str, list[Site]]:
+  """The pass on ``code``: the whole file, ``original``, or a copy of it."""
   import libcst as cst
   from libcst.codemod import CodemodContext
 
   from vjpify.transformer.rewrite.command import LowerGradToVjp
+  from vjpify.transformer.rewrite.style import FileStyle
 
-  command = LowerGradToVjp(CodemodContext(filename=path), settings, original_code=original_code)
+  command = LowerGradToVjp(CodemodContext(filename=path), settings, FileStyle.of(original))
   return command.transform_module(cst.parse_module(code)).code, command.sites
 
 
@@ -138,7 +140,7 @@ def _checked(code: str, path: str, run) -> TransformResult:
 
 def whole_pass(code: str, path: str, settings: Settings) -> TransformResult:
   """The pass on the whole of ``code``: nothing ruled out, nothing cut."""
-  return _checked(code, path, lambda: _run_pass(code, path, settings))
+  return _checked(code, path, lambda: _run_pass(code, path, settings, code))
 
 
 def reduced_pass(code: str, tree: ast.Module | None, path: str, settings: Settings) -> TransformResult:
@@ -147,7 +149,7 @@ def reduced_pass(code: str, tree: ast.Module | None, path: str, settings: Settin
   be made."""
   def run():
     done = _run_pass_reduced(code, tree, path, settings) if tree is not None else None
-    return done or _run_pass(code, path, settings)
+    return done or _run_pass(code, path, settings, code)
 
   return _checked(code, path, run)
 
