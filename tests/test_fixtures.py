@@ -13,6 +13,7 @@ current transformer, then review the diff by eye.
 
 from __future__ import annotations
 
+import ast
 import os
 import pathlib
 import runpy
@@ -112,10 +113,18 @@ def test_every_case_is_complete() -> None:
 @pytest.mark.parametrize('case', _cases())
 def test_fixture_sources_import(case: pathlib.Path) -> None:
   # The differential tests run these files, so both sides must import
-  # cleanly (flax and jax included) without running any model.
+  # cleanly (flax and jax included) without running any model: every
+  # definition is there afterwards, and every runtime helper imported is
+  # the runtime's own.
   for name in ('input.py', 'expected.py'):
     if (case / name).exists():
-      runpy.run_path(str(case / name), run_name=f'fixture_{name[:-3]}')
+      namespace = runpy.run_path(str(case / name), run_name=f'fixture_{name[:-3]}')
+      top_level = ast.parse(_read(case / name)).body
+      defined = {node.name for node in top_level if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
+      assert defined <= namespace.keys()
+      helpers = {alias.asname or alias.name: alias.name for node in top_level
+                 if isinstance(node, ast.ImportFrom) and node.module == 'vjpify.runtime' for alias in node.names}
+      assert all(namespace[bound] is getattr(vjpify.runtime, helper) for bound, helper in helpers.items())
 
 
 def test_runtime_exports_every_helper_the_transformer_emits() -> None:

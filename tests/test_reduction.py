@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import ast
 import pathlib
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+
+import inject_sites
+from generated_sources import module_sources, mutated_fixtures
 
 from vjpify.transformer import TransformError
 from vjpify.transformer.find.prefilter import parse_quietly
@@ -23,10 +25,6 @@ from vjpify.transformer.pipeline import reduced_pass, whole_pass
 from vjpify.transformer.settings import Settings
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / 'scripts'))
-sys.path.insert(0, str(REPO / 'tests'))
-import inject_sites  # noqa: E402
-from test_properties import module_sources, mutated_fixtures  # noqa: E402
 
 SOURCES = sorted([*REPO.glob('fixtures/*/*/*.py'), *REPO.glob('fixtures/exec/*.py'), *REPO.glob('examples/*.py')])
 

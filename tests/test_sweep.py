@@ -10,14 +10,11 @@ itself notices a change, a syntax error and a crash.
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / 'scripts'))
-import inject_sites  # noqa: E402
-import sweep  # noqa: E402
+import inject_sites
+import sweep
 
 
 def _sample(count: int, max_bytes: int) -> list[pathlib.Path]:

@@ -107,13 +107,19 @@ def _count_nested(body: str, index: int, counts: dict[str, int]) -> int:
   return end
 
 
-def preferred_quote(code: str) -> str:
-  """The quote character most of the one-line string literals in ``code``
-  use; ``'`` on a tie."""
+def quote_counts(code: str) -> dict[str, int]:
+  """How many one-line string literals in ``code`` use each quote character."""
   counts = {"'": 0, '"': 0}
   for token in tokenize.generate_tokens(io.StringIO(code).readline):
     if token.type == tokenize.STRING:
       _count_literal(token.string, counts)
+  return counts
+
+
+def preferred_quote(code: str) -> str:
+  """The quote character most of the one-line string literals in ``code``
+  use; ``'`` on a tie."""
+  counts = quote_counts(code)
   return '"' if counts['"'] > counts["'"] else "'"
 
 
