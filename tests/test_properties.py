@@ -5,7 +5,7 @@ spellings, callee aliases, argument forms, expression contexts, comments and
 odd layouts. Whatever comes in, the pass must not crash, its output must
 compile, a second pass must change nothing, and nothing outside the
 rewritten sites may change but the imports it manages (``check_rewrite`` in
-``scripts/inject_sites.py`` spells this out). A site outside a Module method
+``scripts/rewrite_check.py`` spells this out). A site outside a Module method
 must never be rewritten; a well-formed site inside one must be.
 
 Real fixture files, mutated by deleting, duplicating or breaking lines and by
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from generated_sources import FIXTURE_FILES, module_sources, mutated_fixtures
-from inject_sites import check_rewrite
+from rewrite_check import check_rewrite
 
 from vjpify.transformer import TransformError, transform_source
 from vjpify.transformer.diagnostics import REWRITTEN

@@ -15,6 +15,7 @@ import pytest
 
 import inject_sites
 import sweep
+from rewrite_check import check_rewrite
 
 
 def _sample(count: int, max_bytes: int) -> list[pathlib.Path]:
@@ -58,7 +59,7 @@ def test_sites_planted_in_small_flax_files_keep_every_guarantee(name):
   (path,) = [p for p in inject_sites.default_files() if p.parts[-2:] == ('linen', name)]
   code, planted = inject_sites.plant_sites(path.read_text(), seed=0)
   assert planted
-  result = inject_sites.check_rewrite(code, name)
+  result = check_rewrite(code, name)
   assert any(site.action == 'rewritten' for site in result.sites)
 
 
