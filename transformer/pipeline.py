@@ -25,7 +25,7 @@ from vjpify.transformer.files.source import decode_source, encode_source
 from vjpify.transformer.find.prefilter import could_contain_sites, may_hold_sites, parse_quietly
 from vjpify.transformer.settings import Settings
 
-# What LibCST says when it cannot parse, or cannot represent, the file.
+# The advice when LibCST rejects a file that Python compiles: the fault is vjpify's.
 _REPORT_IT = 'the file compiles, so please report this with the file'
 
 

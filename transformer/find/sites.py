@@ -48,9 +48,10 @@ def survey(positions: Mapping[cst.CSTNode, CodeRange],
            qualified_names: Callable[[cst.CSTNode], Collection[QualifiedName]],
            ) -> tuple[list[cst.ClassDef], collections.Counter[int]]:
   """The file's classes in source order, and how many grad calls start on
-  each line, from one walk over the nodes whose ``positions`` LibCST's
-  metadata already holds (visiting the tree again costs more than the
-  rest of the pass)."""
+  each line (a call that shares its line keeps its layout, since the others
+  move the line too), from one walk over the nodes whose ``positions``
+  LibCST's metadata already holds: visiting the tree again would cost more
+  than the rest of the pass."""
   classes = []
   site_lines: collections.Counter[int] = collections.Counter()
   for each, where in positions.items():
@@ -92,6 +93,8 @@ def enclosing_fstrings(node: cst.CSTNode, parent_of: Callable[[cst.CSTNode], cst
 
 
 def in_self_documenting_field(node: cst.CSTNode, parent_of: Callable[[cst.CSTNode], cst.CSTNode | None]) -> bool:
+  """Whether ``node`` is inside an f-string field that prints its own text
+  (``{expression=}``)."""
   while (node := parent_of(node)) is not None:
     if isinstance(node, cst.FormattedStringExpression) and isinstance(node.equal, cst.AssignEqual):
       return True

@@ -110,9 +110,14 @@ def _count_nested(body: str, index: int, counts: dict[str, int]) -> int:
 def quote_counts(code: str) -> dict[str, int]:
   """How many one-line string literals in ``code`` use each quote character."""
   counts = {"'": 0, '"': 0}
-  for token in tokenize.generate_tokens(io.StringIO(code).readline):
-    if token.type == tokenize.STRING:
-      _count_literal(token.string, counts)
+  # Lines end where LibCST ends them: at a CR, an LF or both.
+  tokens = tokenize.generate_tokens(io.StringIO(code, newline='').readline)
+  try:
+    for token in tokens:
+      if token.type == tokenize.STRING:
+        _count_literal(token.string, counts)
+  except (tokenize.TokenError, SyntaxError):
+    pass  # LibCST parsed the file, so this is near its end: what was read decides.
   return counts
 
 
