@@ -102,6 +102,7 @@ def _string_node_quotes(code: str) -> dict[str, int]:
     pytest.param('x = f\'\'\'{f"{d[\'k\']}"} {\'a\' if y else "b"}\'\'\'\n', id='nested-f-strings'),
     pytest.param('x = f"{d[\'a\':\'b\']} {(lambda: \'l\')()} {[\'i\' for i in y]}"\n', id='colons-in-brackets'),
     pytest.param('x = rf"{y}\\d" + fr\'{z}\' + F"{\'w\'}"\r\n', id='raw-f-strings-crlf'),
+    pytest.param('# a comment\rx = \'a\'\ry = ("b"\r     "c")\r', id='lone-carriage-returns'),
 ])
 def test_quote_counts_match_the_strings_libcst_parses(code: str) -> None:
   assert quote_counts(code) == _string_node_quotes(code)
