@@ -54,13 +54,16 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
         '--no-jit', dest='settings', action='store_const', const=Settings(jit=False), default=Settings(),
         help="leave fn as it is rather than wrap it in vjpify.runtime's cached jax.jit")
 
-  def __init__(self, context: CodemodContext, settings: Settings = Settings(), style: FileStyle | None = None) -> None:
+  def __init__(self, context: CodemodContext, settings: Settings = Settings(), style: FileStyle | None = None, *,
+               jit: bool | None = None) -> None:
     """``settings``: the run's. ``style``: the style of the original file,
     when the module transformed is a cut-down copy of it (see
-    ``vjpify.transformer.find.reduction``); by default, the module's own."""
+    ``vjpify.transformer.find.reduction``); by default, the module's own.
+    ``jit``, when given, replaces ``settings.jit``: the command took it alone
+    before there were settings."""
     Codemod.__init__(self, context)
     cst.CSTTransformer.__init__(self)
-    self._settings = settings
+    self._settings = settings if jit is None else settings._replace(jit=jit)
     self._style = style
     self.sites: list[Site] = []
     self._metadata: Metadata | None = None
