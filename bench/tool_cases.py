@@ -78,7 +78,7 @@ class Tool:
 
 
 def tool() -> Tool:
-  return Tool('CLI' if importlib.util.find_spec('vjpify.transformer.cli') else 'API')
+  return Tool('CLI' if importlib.util.find_spec('vjpify.transformer.cli.main') else 'API')
 
 
 def package_dirs() -> list[str]:

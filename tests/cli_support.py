@@ -72,7 +72,7 @@ def vjpify(*args: str, cwd: Path | str, stdin: bytes | None = None, env: dict[st
 
 _RUN_MAIN = '''
 import sys
-from vjpify.transformer.cli import main
+from vjpify.transformer.cli.main import main
 raise SystemExit(main(sys.argv[1:]))
 '''
 

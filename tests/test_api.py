@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 
+import libcst as cst
 import pytest
+from libcst.codemod import CodemodContext
 
 from cli_support import COMPILED_SITE, PLAIN, PLAIN_SITE, REWRITTEN, SOURCE, cli_env, snapshot, write
 
@@ -148,6 +150,12 @@ def test_libcst_codemod_runner_takes_no_jit(tmp_path):
       cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   assert PLAIN_SITE in (tmp_path / 'src/model.py').read_text()
+
+
+@pytest.mark.parametrize('jit', [True, False])
+def test_the_command_takes_jit_as_it_did_before_settings(jit):
+  command = transformer.LowerGradToVjp(CodemodContext(filename='model.py'), jit=jit)
+  assert (COMPILED_SITE if jit else PLAIN_SITE) in command.transform_module(cst.parse_module(SOURCE)).code
 
 
 @pytest.mark.parametrize('jit', [True, False])

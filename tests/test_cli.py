@@ -318,7 +318,7 @@ _BLOCKED_IMPORTS = '''
 import sys
 for name in {blocked!r}:
   sys.modules[name] = None  # makes "import name" raise ImportError
-from vjpify.transformer.cli import main
+from vjpify.transformer.cli.main import main
 raise SystemExit(main(sys.argv[1:]))
 '''
 

@@ -206,7 +206,7 @@ import sys, types
 from vjpify.transformer import LowerGradToVjp
 emit = LowerGradToVjp.transform_module
 LowerGradToVjp.transform_module = lambda self, tree: types.SimpleNamespace(code=emit(self, tree).code + ')')
-from vjpify.transformer.cli import main
+from vjpify.transformer.cli.main import main
 raise SystemExit(main(sys.argv[1:]))
 '''
   write(tmp_path / 'model.py', SOURCE)

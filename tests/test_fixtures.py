@@ -13,6 +13,7 @@ current transformer, then review the diff by eye.
 
 from __future__ import annotations
 
+import ast
 import os
 import pathlib
 import runpy
@@ -22,10 +23,11 @@ import sys
 import pytest
 
 import vjpify.runtime
-from vjpify.transformer import transform_source
-from vjpify.transformer.cli import _parser
+from vjpify.transformer.cli.main import argument_parser
 from vjpify.transformer.diagnostics import REWRITTEN
-from vjpify.transformer.targets import RUNTIME_HELPERS
+from vjpify.transformer.find.targets import RUNTIME_HELPERS
+from vjpify.transformer.pipeline import transform_text
+from vjpify.transformer.settings import Settings
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / 'fixtures'
 OVERWRITE = os.environ.get('VJPIFY_OVERWRITE') == '1'
@@ -73,17 +75,18 @@ def _overwrite(case: pathlib.Path, source: str, code: str, diagnostics: list[str
     warnings.unlink(missing_ok=True)
 
 
-def _options(case: pathlib.Path) -> dict:
-  """The API keywords that the case's command-line options stand for."""
+def _settings(case: pathlib.Path) -> Settings:
+  """The settings that the case's command-line options stand for, built as
+  the command line builds them."""
   flags = _read(case / 'options.txt').split() if (case / 'options.txt').exists() else []
-  return {'jit': _parser().parse_args([*flags, INPUT_PATH]).jit}
+  return Settings.from_args(argument_parser().parse_args([*flags, INPUT_PATH]))
 
 
 @pytest.mark.parametrize('case', _cases())
 def test_fixture(case: pathlib.Path) -> None:
   source = _read(case / 'input.py')
-  options = _options(case)
-  result = transform_source(source, INPUT_PATH, **options)
+  settings = _settings(case)
+  result = transform_text(source, INPUT_PATH, settings)
   diagnostics = _diagnostics(result)
   if OVERWRITE:
     _overwrite(case, source, result.code, diagnostics)
@@ -94,7 +97,7 @@ def test_fixture(case: pathlib.Path) -> None:
   if expected_file.exists():
     assert expected != source, 'expected.py equals input.py; delete it instead'
 
-  again = transform_source(result.code, INPUT_PATH, **options)
+  again = transform_text(result.code, INPUT_PATH, settings)
   assert again.code == result.code, 'transforming the output changed it again'
   # Added imports move lines, so compare what was reported, not where.
   assert _reasons(again) == _reasons(result)
@@ -110,10 +113,18 @@ def test_every_case_is_complete() -> None:
 @pytest.mark.parametrize('case', _cases())
 def test_fixture_sources_import(case: pathlib.Path) -> None:
   # The differential tests run these files, so both sides must import
-  # cleanly (flax and jax included) without running any model.
+  # cleanly (flax and jax included) without running any model: every
+  # definition is there afterwards, and every runtime helper imported is
+  # the runtime's own.
   for name in ('input.py', 'expected.py'):
     if (case / name).exists():
-      runpy.run_path(str(case / name), run_name=f'fixture_{name[:-3]}')
+      namespace = runpy.run_path(str(case / name), run_name=f'fixture_{name[:-3]}')
+      top_level = ast.parse(_read(case / name)).body
+      defined = {node.name for node in top_level if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
+      assert defined <= namespace.keys()
+      helpers = {alias.asname or alias.name: alias.name for node in top_level
+                 if isinstance(node, ast.ImportFrom) and node.module == 'vjpify.runtime' for alias in node.names}
+      assert all(namespace[bound] is getattr(vjpify.runtime, helper) for bound, helper in helpers.items())
 
 
 def test_runtime_exports_every_helper_the_transformer_emits() -> None:

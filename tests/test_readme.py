@@ -24,3 +24,11 @@ def test_readme_opens_with_the_install_and_test_commands():
   first_block = re.search(r'```bash\n(.*?)```', README.read_text(), re.S).group(1).splitlines()
   assert first_block[0].startswith("pip install -e '.[runtime]' && vjpify ")
   assert first_block[1] == "pip install -e '.[test]' && pytest"
+
+
+def test_how_it_works_names_modules_that_exist():
+  section = re.search(r'^## How it works\n(.*?)^## ', README.read_text(), re.M | re.S).group(1)
+  named = set(re.findall(r'`([\w/]+\.py)`', section)) - {'tests/test_transformer_tree.py'}
+  assert len(named) > 10
+  transformer = README.parent / 'transformer'
+  assert sorted(name for name in named if not (transformer / name).is_file()) == []

@@ -1,7 +1,7 @@
 """The pass run on a cut-down copy of a file must give exactly what it gives
 on the whole file: the same text, the same sites, the same errors.
 
-The copy (``vjpify.transformer.reduction``) only exists to make the pass
+The copy (``vjpify.transformer.find.reduction``) only exists to make the pass
 faster; every way of comparing here runs both and demands equality, over
 every fixture, generated and mutated Module sources, and real flax files
 with sites planted in them.
@@ -11,33 +11,42 @@ from __future__ import annotations
 
 import ast
 import pathlib
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from vjpify.transformer import TransformError, transform_source
-from vjpify.transformer.reduction import reduce_source
+import inject_sites
+from generated_sources import module_sources, mutated_fixtures
+
+from vjpify.transformer import TransformError
+from vjpify.transformer.find.prefilter import parse_quietly
+from vjpify.transformer.find.reduction import reduce_source
+from vjpify.transformer.pipeline import reduced_pass, whole_pass
+from vjpify.transformer.settings import Settings
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / 'scripts'))
-sys.path.insert(0, str(REPO / 'tests'))
-import inject_sites  # noqa: E402
-from test_properties import module_sources, mutated_fixtures  # noqa: E402
 
 SOURCES = sorted([*REPO.glob('fixtures/*/*/*.py'), *REPO.glob('fixtures/exec/*.py'), *REPO.glob('examples/*.py')])
 
 
-def _outcome(code: str, reduce: bool) -> tuple:
+def _outcome(transform, code: str) -> tuple:
   try:
-    result = transform_source(code, 'input.py', reduce=reduce)
+    result = transform(code)
   except TransformError as error:
     return 'error', error.site.format()
   return result.code, [site.format() for site in result.sites]
 
 
+def _on_the_copy(code: str):
+  return reduced_pass(code, parse_quietly(code), 'input.py', Settings())
+
+
+def _on_the_whole_file(code: str):
+  return whole_pass(code, 'input.py', Settings())
+
+
 def assert_same_either_way(code: str) -> None:
-  assert _outcome(code, reduce=True) == _outcome(code, reduce=False)
+  assert _outcome(_on_the_copy, code) == _outcome(_on_the_whole_file, code)
 
 
 def test_there_are_sources_to_compare():

@@ -10,14 +10,12 @@ itself notices a change, a syntax error and a crash.
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / 'scripts'))
-import inject_sites  # noqa: E402
-import sweep  # noqa: E402
+import inject_sites
+import sweep
+from rewrite_check import check_rewrite
 
 
 def _sample(count: int, max_bytes: int) -> list[pathlib.Path]:
@@ -61,7 +59,7 @@ def test_sites_planted_in_small_flax_files_keep_every_guarantee(name):
   (path,) = [p for p in inject_sites.default_files() if p.parts[-2:] == ('linen', name)]
   code, planted = inject_sites.plant_sites(path.read_text(), seed=0)
   assert planted
-  result = inject_sites.check_rewrite(code, name)
+  result = check_rewrite(code, name)
   assert any(site.action == 'rewritten' for site in result.sites)
 
 

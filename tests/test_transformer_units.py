@@ -1,7 +1,8 @@
 """Table tests for decisions that are easier to enumerate than to give a
 fixture each: which reduce_axes values are dropped or kept, which quote a new string
-may use inside an f-string, where a merged import name goes, which line
-length a file keeps to and how far a broken call's arguments are indented."""
+may use inside an f-string, which quote a file prefers, where a merged
+import name goes, which line length a file keeps to and how far a broken
+call's arguments are indented."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
 from vjpify.transformer import transform_source
-from vjpify.transformer.build import hanging_indent, line_limit
-from vjpify.transformer.imports import OrderedAddImportsVisitor
-from vjpify.transformer.sites import string_quote
+from vjpify.transformer.find.sites import string_quote
+from vjpify.transformer.rewrite.import_adder import OrderedAddImportsVisitor
+from vjpify.transformer.rewrite.layout import hanging_indent
+from vjpify.transformer.rewrite.style import line_limit, quote_counts
 
 _SITE = '''import flax.linen as nn
 
@@ -74,6 +76,36 @@ def _fstrings(*sources: str) -> list[cst.FormattedString]:
 ])
 def test_string_quote(fstrings: list[str], preferred: str, expected: str | None) -> None:
   assert string_quote(_fstrings(*fstrings), preferred) == expected
+
+
+def _string_node_quotes(code: str) -> dict[str, int]:
+  """The quote counts of the one-line strings LibCST parses out of ``code``."""
+  counts = {"'": 0, '"': 0}
+
+  class _Count(cst.CSTVisitor):
+
+    def visit_SimpleString(self, node: cst.SimpleString) -> None:
+      if node.quote in counts:
+        counts[node.quote] += 1
+
+  cst.parse_module(code).visit(_Count())
+  return counts
+
+
+@pytest.mark.parametrize('code', [
+    pytest.param('x = \'a\'\ny = "b"\nz = "c"\n', id='plain'),
+    pytest.param('"""doc"""\nx = \'\'\'long\'\'\'\n# it\'s "a comment"\n', id='triple-quoted-and-comments'),
+    pytest.param('x = b\'a\' + rb"b" + u\'c\' + Rb"d"\n', id='prefixes'),
+    pytest.param('x = (\'a\' "b" f\'{c}\' \'d\')\n', id='concatenated'),
+    pytest.param('x = f"{d[\'k\']} and {e!r} and {{\'escaped\'}}"\n', id='f-string-field'),
+    pytest.param('x = f"{y:{\'>\'}{w}} {z!r:>{\'10\'}} {q=}"\n', id='f-string-format-spec'),
+    pytest.param('x = f\'\'\'{f"{d[\'k\']}"} {\'a\' if y else "b"}\'\'\'\n', id='nested-f-strings'),
+    pytest.param('x = f"{d[\'a\':\'b\']} {(lambda: \'l\')()} {[\'i\' for i in y]}"\n', id='colons-in-brackets'),
+    pytest.param('x = rf"{y}\\d" + fr\'{z}\' + F"{\'w\'}"\r\n', id='raw-f-strings-crlf'),
+    pytest.param('# a comment\rx = \'a\'\ry = ("b"\r     "c")\r', id='lone-carriage-returns'),
+])
+def test_quote_counts_match_the_strings_libcst_parses(code: str) -> None:
+  assert quote_counts(code) == _string_node_quotes(code)
 
 
 @pytest.mark.parametrize(('before', 'after'), [

@@ -11,13 +11,17 @@ in place or mirrored into an output folder), and :class:`LowerGradToVjp`,
 the LibCST codemod command::
 
     python -m libcst.tool codemod --no-format -x vjpify.transformer.LowerGradToVjp src/
+
+The pipeline, stage by stage: ``find`` (which files and calls are sites,
+and whether each may be rewritten), ``rewrite`` (the LibCST command, the
+replacement nodes, their layout and imports), ``files`` (reading, walking,
+writing), ``cli`` (the command line and the runner over many files);
+``pipeline`` takes one file through them.
 """
 
-from vjpify.transformer.api import (
-    FileResult, TransformError, TransformResult, could_contain_sites, transform_bytes, transform_file,
-    transform_source)
-from vjpify.transformer.diagnostics import Site
-from vjpify.transformer.runner import transform_tree
+from vjpify.transformer.api import transform_bytes, transform_file, transform_source, transform_tree
+from vjpify.transformer.diagnostics import FileResult, Site, TransformError, TransformResult
+from vjpify.transformer.find.prefilter import could_contain_sites
 
 __all__ = [
     'FileResult', 'LowerGradToVjp', 'Site', 'TransformError', 'TransformResult', 'could_contain_sites',
@@ -28,6 +32,6 @@ __all__ = [
 def __getattr__(name: str):
   # The codemod command pulls in libcst; load it only when asked for.
   if name == 'LowerGradToVjp':
-    from vjpify.transformer.command import LowerGradToVjp
+    from vjpify.transformer.rewrite.command import LowerGradToVjp
     return LowerGradToVjp
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

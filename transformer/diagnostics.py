@@ -1,4 +1,10 @@
-"""Records of what the pass did at each site, and how they are shown."""
+"""What the transformer reports: a :class:`Site` for every place the pass
+looked at, the results of transforming a text or a file, and the error
+raised for input that cannot be transformed.
+
+Every message reads ``path:line:col: what was found; what vjpify did; what
+the user can do``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,9 @@ import dataclasses
 REWRITTEN = 'rewritten'
 SKIPPED = 'skipped'
 ERROR = 'error'
+
+# The kind of a site that is the file itself (unreadable, does not parse, ...).
+FILE = 'file'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +34,68 @@ class Site:
   action: str
   reason: str
 
+  @classmethod
+  def file_error(cls, path: str, reason: str, line: int = 1, column: int = 1) -> Site:
+    """The error for a file left as it was: ``reason`` says what was found,
+    that the file was left alone, and what to do; ``line`` and ``column``
+    point at the cause when there is one."""
+    return cls(path, line, column, FILE, ERROR, reason)
+
   def format(self) -> str:
     return f'{self.path}:{self.line}:{self.column}: {self.reason}'
 
   def as_dict(self) -> dict[str, object]:
     return dataclasses.asdict(self)
+
+
+class TransformError(Exception):
+  """The input could not be transformed; ``site`` says where and why."""
+
+  def __init__(self, site: Site):
+    super().__init__(site.format())
+    self.site = site
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformResult:
+  """The new source and what happened at every site, in source order."""
+
+  code: str
+  sites: tuple[Site, ...]
+  original: str
+
+  @property
+  def changed(self) -> bool:
+    return self.code != self.original
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+  """What happened to one file, as bytes.
+
+  ``code`` is what the file holds after the transform: its bytes in its own
+  encoding, BOM and line endings included. ``sites`` lists every site in
+  source order; a file that could not be transformed has a single site of
+  kind ``file`` with action ``error``, and ``code == original``.
+  ``destination`` is where ``code`` was written, if anywhere.
+  """
+
+  path: str
+  original: bytes
+  code: bytes
+  sites: tuple[Site, ...] = ()
+  encoding: str = 'utf-8'
+  destination: str | None = None
+
+  @classmethod
+  def failed(cls, path: str, data: bytes, site: Site) -> FileResult:
+    """A file left as it was (``data``), with the error ``site`` says."""
+    return cls(path, data, data, (site,))
+
+  @property
+  def changed(self) -> bool:
+    return self.code != self.original
+
+  @property
+  def error(self) -> Site | None:
+    return next((s for s in self.sites if s.action == ERROR), None)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 import libcst as cst
 from libcst.metadata import QualifiedName, Scope
 
-from vjpify.transformer.targets import MODULE_BASES
+from vjpify.transformer.find.targets import MODULE_BASES
 
 
 

@@ -18,8 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from vjpify.transformer.api import FileResult
-from vjpify.transformer.diagnostics import ERROR, REWRITTEN, SKIPPED, Site
+from vjpify.transformer.diagnostics import ERROR, REWRITTEN, SKIPPED, FileResult, Site
 
 
 # Enough names to act on from a terminal; the error lines above, and the

@@ -17,7 +17,7 @@ import fnmatch
 import os
 from collections.abc import Iterable, Sequence
 
-from vjpify.transformer.files import STDIN
+from vjpify.transformer.files.source import STDIN
 
 DEFAULT_EXCLUDES = (
     '.bzr', '.direnv', '.eggs', '.git', '.hg', '.ipynb_checkpoints', '.mypy_cache', '.nox',

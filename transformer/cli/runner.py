@@ -19,40 +19,29 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 
-from vjpify.transformer.api import FileResult, TransformError, file_error, may_hold_sites, transform_bytes
-from vjpify.transformer.diagnostics import ERROR, Site
-from vjpify.transformer.files import (
-    STDIN, SourceProblem, copy_atomically, decode_source, ensure_folder, interrupts_held, read_source,
-    source_mode, write_atomically)
-from vjpify.transformer.paths import Task, plan
+from vjpify.transformer.diagnostics import FileResult, Site, TransformError
+from vjpify.transformer.files.problems import SourceProblem
+from vjpify.transformer.files.source import STDIN, decode_source, read_source
+from vjpify.transformer.files.walk import Task
+from vjpify.transformer.files.write import (
+    copy_atomically, ensure_folder, interrupts_held, source_mode, write_atomically)
+from vjpify.transformer.find.prefilter import may_hold_sites
+from vjpify.transformer.pipeline import file_error, transform_data
+from vjpify.transformer.settings import Settings
 
 # Transforms queued per worker: enough to keep every worker busy while
 # results are written in order, few enough to bound memory.
 _QUEUED_PER_JOB = 4
 
 
-def default_jobs() -> int:
-  """The cores this process may run on."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:
-    return os.cpu_count() or 1
-
-
-def _failed(path: str, data: bytes, site: Site) -> FileResult:
-  return FileResult(path, data, data, (site,))
-
-
 def _internal_error(path: str, data: bytes, error: BaseException) -> FileResult:
-  return _failed(path, data, Site(
-      path, 1, 1, 'file', ERROR,
-      f'internal error: {type(error).__name__}: {error}; file left unchanged; '
+  return FileResult.failed(path, data, Site.file_error(
+      path, f'internal error: {type(error).__name__}: {error}; file left unchanged; '
       'please report this with the file'))
 
 
@@ -75,18 +64,17 @@ def _worker_died(path: str, data: bytes, exitcode: int | None) -> FileResult:
               'otherwise please report this with the file')
   else:
     advice = 'please report this with the file'
-  return _failed(path, data, Site(
-      path, 1, 1, 'file', ERROR,
-      f'the worker process transforming this file died, also when run again with this file alone ({how}); '
+  return FileResult.failed(path, data, Site.file_error(
+      path, f'the worker process transforming this file died, also when run again with this file alone ({how}); '
       f'file left unchanged; {advice}'))
 
 
-def transform_one(path: str, data: bytes, jit: bool = True) -> FileResult:
+def transform_one(path: str, data: bytes, settings: Settings) -> FileResult:
   """Transforms one file's bytes; problems become an error site, never an exception."""
   try:
-    return transform_bytes(data, path, jit=jit)
+    return transform_data(data, path, settings)
   except TransformError as error:
-    return _failed(path, data, error.site)
+    return FileResult.failed(path, data, error.site)
   except Exception as error:  # A bug in the pass must cost one file, not the run.
     return _internal_error(path, data, error)
 
@@ -95,9 +83,9 @@ def _ignore_interrupts() -> None:
   signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _transform_and_send(connection, path: str, data: bytes, jit: bool) -> None:
+def _transform_and_send(connection, path: str, data: bytes, settings: Settings) -> None:
   _ignore_interrupts()
-  connection.send(transform_one(path, data, jit))
+  connection.send(transform_one(path, data, settings))
   connection.close()
 
 
@@ -155,9 +143,9 @@ class _Runner:
   """Starts each task: reads and prefilters it here, and transforms it
   here or, from the second file that needs it, in a pool of workers."""
 
-  def __init__(self, jobs: int, fresh_workers: bool, jit: bool):
-    self._jobs = jobs
-    self._jit = jit
+  def __init__(self, settings: Settings, fresh_workers: bool):
+    self._settings = settings
+    self._jobs = settings.jobs
     self._fresh_workers = fresh_workers
     self._candidates = 0
     self._pool = None
@@ -170,7 +158,7 @@ class _Runner:
       return multiprocessing.get_context()
     if 'forkserver' in multiprocessing.get_all_start_methods():
       context = multiprocessing.get_context('forkserver')
-      context.set_forkserver_preload(['vjpify.transformer.runner', 'vjpify.transformer.command'])
+      context.set_forkserver_preload(['vjpify.transformer.cli.runner', 'vjpify.transformer.rewrite.command'])
       return context
     return multiprocessing.get_context('spawn')
 
@@ -185,7 +173,7 @@ class _Runner:
     # fork is done.
     with interrupts_held():
       self._pool = self._pool or self._start_pool()
-      future = self._pool.submit(transform_one, path, data, self._jit)
+      future = self._pool.submit(transform_one, path, data, self._settings)
     item = _InWorker(self, path, data, future)
     self._in_pool.append(item)
     return item
@@ -194,7 +182,7 @@ class _Runner:
     self._candidates += 1
     # One file is not worth starting worker processes for.
     if self._pool is None and (self._jobs == 1 or self._candidates == 1):
-      return _Done(transform_one(path, data, self._jit))
+      return _Done(transform_one(path, data, self._settings))
     try:
       return self._submit(path, data)
     except BrokenProcessPool:  # A worker died since the last file went to the pool.
@@ -204,7 +192,7 @@ class _Runner:
   def _transform_alone(self, path: str, data: bytes) -> FileResult:
     context = self._context()
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_transform_and_send, args=(sender, path, data, self._jit), daemon=True)
+    process = context.Process(target=_transform_and_send, args=(sender, path, data, self._settings), daemon=True)
     with interrupts_held():
       process.start()
     try:
@@ -243,7 +231,7 @@ class _Runner:
 
   def start(self, task: Task):
     if task.problem:
-      return _Done(_failed(task.source, b'', Site(task.source, 1, 1, 'file', ERROR, task.problem)))
+      return _Done(FileResult.failed(task.source, b'', Site.file_error(task.source, task.problem)))
     if not task.python:
       return _Done(FileResult(task.source, b'', b''))
     data = b''
@@ -251,7 +239,7 @@ class _Runner:
       data = read_source(task.source)
       text, encoding = decode_source(data)
     except SourceProblem as problem:
-      return _Done(_failed(task.source, data, file_error(task.source, problem).site))
+      return _Done(FileResult.failed(task.source, data, file_error(task.source, problem).site))
     # Here rather than in a worker: it rules out nearly every file, and
     # costs less than sending the file to a worker would.
     if not may_hold_sites(text):
@@ -282,7 +270,7 @@ def _write(task: Task, result: FileResult) -> FileResult:
       ensure_folder(task.destination)
       write_atomically(task.destination, result.code, source_mode(task.source))
   except SourceProblem as problem:
-    return _failed(task.source, result.original, file_error(task.source, problem).site)
+    return FileResult.failed(task.source, result.original, file_error(task.source, problem).site)
   return dataclasses.replace(result, destination=task.destination)
 
 
@@ -290,8 +278,8 @@ def _settle(task: Task, pending) -> FileResult:
   return _write(task, pending.result())
 
 
-def run(tasks: Sequence[Task], *, jobs: int = 1, fresh_workers: bool = True,
-        jit: bool = True) -> Iterator[tuple[Task, FileResult]]:
+def run(tasks: Sequence[Task], settings: Settings, *,
+        fresh_workers: bool = True) -> Iterator[tuple[Task, FileResult]]:
   """Processes ``tasks`` and writes their results, yielding each as it is
   written, in the order of ``tasks``.
 
@@ -299,20 +287,19 @@ def run(tasks: Sequence[Task], *, jobs: int = 1, fresh_workers: bool = True,
   not yet started; those already written stay written.
 
   Args:
-    tasks: from :func:`vjpify.transformer.paths.plan`.
-    jobs: worker processes.
+    tasks: from :func:`vjpify.transformer.files.walk.plan`.
+    settings: the run's settings; ``jobs`` worker processes at most.
     fresh_workers: start workers from a fresh interpreter rather than by
       forking this process, which is only safe while it runs no threads (a
       process that uses JAX does); the command line, which never does, says
       False to save the start-up.
-    jit: as for :func:`vjpify.transformer.transform_source`.
   """
-  runner = _Runner(jobs, fresh_workers, jit)
+  runner = _Runner(settings, fresh_workers)
   window: collections.deque = collections.deque()
   try:
     for task in tasks:
       window.append((task, runner.start(task)))
-      while window and (len(window) > jobs * _QUEUED_PER_JOB or window[0][1].done()):
+      while window and (len(window) > settings.jobs * _QUEUED_PER_JOB or window[0][1].done()):
         task, pending = window.popleft()
         yield task, _settle(task, pending)
     while window:
@@ -321,50 +308,3 @@ def run(tasks: Sequence[Task], *, jobs: int = 1, fresh_workers: bool = True,
   finally:
     runner.close()
 
-
-def transform_tree(
-    paths: Sequence[str],
-    *,
-    write: bool = False,
-    out_dir: str | None = None,
-    exclude: Sequence[str] = (),
-    copy_other_files: bool = False,
-    jobs: int = 1,
-    jit: bool = True,
-) -> list[FileResult]:
-  """Transforms every ``*.py`` file under ``paths``.
-
-  Note that problems with single files (unreadable, not Python, does not
-  parse) do not raise: such a file's result has an ``error`` site and is
-  left as it was. Folders are walked as the command line walks them.
-
-  Example::
-
-      from vjpify.transformer import transform_tree
-
-      for result in transform_tree(['src'], out_dir='build/src'):
-        for site in result.sites:
-          print(site.format())
-
-  Args:
-    paths: files and folders.
-    write: rewrite the files in place.
-    out_dir: instead, mirror the inputs into this folder: rewritten files
-      rewritten, other ``*.py`` files copied; the inputs are not touched.
-    exclude: globs matched against each path and base name.
-    copy_other_files: with ``out_dir``, mirror the non-Python files too.
-    jobs: worker processes.
-    jit: as for :func:`vjpify.transformer.transform_source`.
-
-  Returns:
-    One :class:`FileResult` per Python file, in walk order.
-
-  Raises:
-    ValueError: both ``write`` and ``out_dir``, or an ``out_dir`` that
-      overlaps an input.
-  """
-  if write and out_dir is not None:
-    raise ValueError('write=True and out_dir both given; choose one')
-  tasks = plan(paths, out_dir=out_dir, write=write or out_dir is not None,
-               exclude=exclude, copy_other_files=copy_other_files)
-  return [result for task, result in run(tasks, jobs=jobs, jit=jit) if task.python]

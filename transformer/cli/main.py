@@ -19,11 +19,14 @@ import sys
 from collections.abc import Sequence
 
 from vjpify.transformer.diagnostics import ERROR, SKIPPED
-from vjpify.transformer.files import STDIN, SourceProblem, write_atomically
-from vjpify.transformer.output import Console, color_wanted, progress_wanted, unified_diff
-from vjpify.transformer.paths import DEFAULT_EXCLUDES, PlanError, plan
-from vjpify.transformer.report import Summary
-from vjpify.transformer.runner import default_jobs, run
+from vjpify.transformer.files.problems import SourceProblem
+from vjpify.transformer.files.source import STDIN
+from vjpify.transformer.files.write import write_atomically
+from vjpify.transformer.cli.console import Console, color_wanted, progress_wanted, unified_diff
+from vjpify.transformer.files.walk import DEFAULT_EXCLUDES, PlanError, plan
+from vjpify.transformer.settings import Settings
+from vjpify.transformer.cli.report import Summary
+from vjpify.transformer.cli.runner import run
 
 EXIT_CLEAN = 0
 EXIT_CHANGED = 1
@@ -53,7 +56,8 @@ def _positive(text: str) -> int:
   return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def argument_parser() -> argparse.ArgumentParser:
+  """The command line's options, as ``vjpify --help`` lists them."""
   parser = argparse.ArgumentParser(
       prog='vjpify',
       description='Rewrite flax.linen grad and value_and_grad calls in Module methods into explicit nn.vjp code.',
@@ -119,10 +123,10 @@ def _write_report(path: str, summary: Summary) -> bool:
   return True
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, settings: Settings) -> int:
   writing = not (args.check or args.diff)
   try:
-    tasks = plan(args.paths, out_dir=args.out_dir, write=writing, exclude=args.exclude,
+    tasks = plan(args.paths, out_dir=args.out_dir, write=writing, exclude=settings.exclude,
                  copy_other_files=args.copy_other_files)
   except PlanError as error:
     print(f'vjpify: error: {error}', file=sys.stderr)
@@ -130,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
   summary = Summary()
   color = color_wanted(args.color, sys.stdout)
   with Console(len(tasks), progress_wanted(args.quiet, sys.stderr)) as console:
-    for task, result in run(tasks, jobs=args.jobs or default_jobs(), fresh_workers=False, jit=args.jit):
+    for task, result in run(tasks, settings, fresh_workers=False):
       summary.add(result, task.python)
       _show(console, args, task, result, color)
       console.advance()
@@ -149,12 +153,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status."""
-  parser = _parser()
+  parser = argument_parser()
   args = parser.parse_args(argv)
   if args.copy_other_files and args.out_dir is None:
     parser.error('--copy-other-files needs --out-dir DIR')
   try:
-    return _run(args)
+    return _run(args, Settings.from_args(args))
   except KeyboardInterrupt:
     print('vjpify: interrupted; every file is either as it was or fully rewritten', file=sys.stderr)
     return EXIT_INTERRUPTED

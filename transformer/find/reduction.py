@@ -30,7 +30,7 @@ import dataclasses
 import itertools
 import re
 
-from vjpify.transformer.targets import GRAD_NAMES, HELPER_ALIAS_PREFIX, RUNTIME_HELPERS, VJP_ALIAS_PREFIX
+from vjpify.transformer.find.targets import GRAD_NAMES, HELPER_ALIAS_PREFIX, RUNTIME_HELPERS, VJP_ALIAS_PREFIX
 
 # Words that keep a definition whole where they appear in a string that may
 # be an annotation: the words of sites and of every name the pass may emit.

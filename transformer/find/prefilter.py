@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import warnings
 
-from vjpify.transformer.targets import GRAD_NAMES, GRAD_TRANSFORMS, PREFILTER_WORDS
+from vjpify.transformer.find.targets import GRAD_NAMES, GRAD_TRANSFORMS, PREFILTER_WORDS
 
 # Modules through which a name can lead to a target: flax, flax.linen, ...
 _PARENTS = frozenset(name.rsplit('.', i)[0] for name in GRAD_TRANSFORMS for i in range(1, name.count('.') + 1))

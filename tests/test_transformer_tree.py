@@ -1,0 +1,90 @@
+"""The transformer's tree is its pipeline: each stage imports only what its
+package docstring allows, the front stays small, and every module says what
+it is for.
+
+The stages, in order: ``find`` (finding and deciding), ``rewrite`` (the
+LibCST command, nodes, layout, imports), ``files`` (input and output) and
+``cli`` (the command line and the runner); ``pipeline`` takes one file
+through them and ``api`` is the public face.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+TRANSFORMER = pathlib.Path(__file__).resolve().parent.parent / 'transformer'
+PACKAGE = 'vjpify.transformer'
+MODULES = sorted(TRANSFORMER.rglob('*.py'))
+
+# For each stage or front module, the parts of the transformer it may
+# import (a part covers its submodules).
+ALLOWED = {
+    'diagnostics': (),
+    'settings': (),
+    'files': ('files',),
+    'find': ('find', 'diagnostics', 'settings'),
+    'rewrite': ('rewrite', 'find', 'diagnostics', 'settings'),
+    'pipeline': ('find', 'rewrite', 'files', 'diagnostics', 'settings'),
+    'cli': ('cli', 'pipeline', 'find.prefilter', 'files', 'diagnostics', 'settings'),
+    'api': ('cli.runner', 'pipeline', 'files', 'diagnostics', 'settings'),
+    '__init__': ('api', 'diagnostics', 'find.prefilter', 'rewrite.command'),
+    '__main__': ('cli.main',),
+}
+
+# What the command line loads for every file, before it knows whether any
+# may hold a site: libcst must not come with it.
+WITHOUT_LIBCST = ('files', 'cli', 'pipeline', 'api', 'settings', 'diagnostics', '__init__', '__main__',
+                  'find/prefilter.py', 'find/reduction.py', 'find/targets.py', 'find/__init__.py')
+
+
+def _part(path: pathlib.Path) -> str:
+  relative = path.relative_to(TRANSFORMER)
+  return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def _imports(tree: ast.Module) -> list[tuple[str, bool]]:
+  """Every module ``tree`` imports, and whether at module level."""
+  top = set(map(id, tree.body))
+  found = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      found += [(alias.name, id(node) in top) for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      found.append((node.module, id(node) in top))
+  return found
+
+
+def _id(path: pathlib.Path) -> str:
+  return str(path.relative_to(TRANSFORMER))
+
+
+@pytest.mark.parametrize('path', MODULES, ids=_id)
+def test_each_module_imports_only_earlier_stages(path):
+  allowed = ALLOWED[_part(path)]
+  imported = [name[len(PACKAGE) + 1:] for name, _ in _imports(ast.parse(path.read_text()))
+              if name.startswith(f'{PACKAGE}.')]
+  assert [name for name in imported
+          if not any(name == part or name.startswith(f'{part}.') for part in allowed)] == []
+
+
+@pytest.mark.parametrize('path', [p for p in MODULES if _id(p).startswith(WITHOUT_LIBCST) or _part(p) in WITHOUT_LIBCST],
+                         ids=_id)
+def test_what_every_file_goes_through_loads_libcst_only_on_demand(path):
+  at_module_level = [name for name, top in _imports(ast.parse(path.read_text())) if top]
+  assert not [name for name in at_module_level if name.split('.')[0] == 'libcst']
+
+
+@pytest.mark.parametrize('path', MODULES, ids=_id)
+def test_each_module_says_what_it_is_for_and_stays_short(path):
+  text = path.read_text()
+  assert ast.get_docstring(ast.parse(text))
+  assert len(text.splitlines()) <= 400
+
+
+def test_the_top_of_the_transformer_holds_the_front_only():
+  assert len(list(TRANSFORMER.glob('*.py'))) <= 6
+  assert {p.name for p in TRANSFORMER.iterdir() if p.is_dir() and p.name != '__pycache__'} == {
+      'find', 'rewrite', 'files', 'cli'}
