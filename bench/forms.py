@@ -4,20 +4,15 @@ by default (each site's ``fn`` wrapped in the runtime's ``compiled``)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import types
 
 from vjpify.transformer import transform_source
 
-
-def load_source(code: str, name: str, path: str) -> types.ModuleType:
-  """Executes ``code`` as a fresh module registered as ``name``."""
-  module = types.ModuleType(name)
-  module.__file__ = path
-  # dataclasses, and so flax Modules, look their defining module up here.
-  sys.modules[name] = module
-  exec(compile(code, path, 'exec', dont_inherit=True), module.__dict__)
-  return module
+# The loader and comparator shared with the tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests'))
+from support.loading import load_source  # noqa: E402  pylint: disable=wrong-import-position
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 
 from forms import Forms, load_forms
 from measure import interleaved
+from support.comparing import COMPILED_ATOL, COMPILED_RTOL, assert_trees_identical
 from vjpify.runtime import compiled
 
 MODULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'modules')
@@ -94,9 +95,7 @@ def module_paths() -> list[str]:
 
 
 def _assert_same(expected, actual, where: str) -> None:
-  assert jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(actual), where
-  for want, got in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(actual)):
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6, err_msg=where)
+  assert_trees_identical(expected, actual, where, rtol=COMPILED_RTOL, atol=COMPILED_ATOL)
 
 
 def _apply_calls(forms: Forms):

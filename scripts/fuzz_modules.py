@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import itertools
 import pathlib
 import re
@@ -41,6 +40,11 @@ from hypothesis import strategies as st
 
 from vjpify.transformer import transform_source
 from vjpify.transformer.diagnostics import REWRITTEN
+
+# The support shared with the tests (pytest puts tests/ on the path itself).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / 'tests'))
+from support.comparing import COMPILED_RTOL  # noqa: E402
+from support.loading import load_file  # noqa: E402
 
 # Layer lines of the differentiated stack; {n} is a feature count.
 LAYERS = {
@@ -208,11 +212,7 @@ def load(code: str, directory: pathlib.Path) -> Any:
   name = f'vjpify_fuzz_{next(_counter)}'
   path = directory / f'{name}.py'
   path.write_text(code)
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module
-  spec.loader.exec_module(module)
-  return module
+  return load_file(path, name)
 
 
 def outer_of(module: Any, spec: Spec) -> Any:
@@ -261,8 +261,8 @@ def _error(error: Exception) -> tuple[str, str]:
 
 # A compiled program rounds differently from op-by-op dispatch: the values
 # compiled gives may differ from nn.grad's by this much, relative or absolute
-# (see tests/test_differential.py for why both).
-COMPILED_TOLERANCE = 1e-6
+# (tests/support/comparing.py says why both).
+COMPILED_TOLERANCE = COMPILED_RTOL
 
 
 def assert_same(original: Any, rewritten: Any, where: str = 'result', tolerance: float = 0.0,

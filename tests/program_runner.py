@@ -10,13 +10,17 @@ caller to compare.
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import pickle
 import sys
 from typing import Any
 
 import jax
 import numpy as np
+
+# Run as a script: the support shared with the tests is beside it.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from support.loading import load_file  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _leaf(leaf: Any) -> tuple:
@@ -39,10 +43,7 @@ def _normalise(result: Any) -> dict:
 
 
 def main(program: str, out: str) -> None:
-  spec = importlib.util.spec_from_file_location('program', program)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules['program'] = module
-  spec.loader.exec_module(module)
+  module = load_file(program, 'program')
   try:
     outcome = {'result': _normalise(module.main())}
   except Exception as error:  # pylint: disable=broad-except

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from support.comparing import COMPILED_ATOL, COMPILED_RTOL, assert_trees_identical
 from vjpify.runtime import compiled, grad_from_vjp, value_and_grad_from_vjp
 from vjpify.runtime.compiled import FLAX_COMPILES as _FLAX_COMPILES
 
@@ -127,15 +128,7 @@ def rngs(seed):
 
 
 def assert_same(expected, actual):
-  assert jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(actual)
-  for want, got in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(actual)):
-    assert type(want) is type(got)
-    if isinstance(want, jax.Array) and jax.dtypes.issubdtype(want.dtype, jax.dtypes.prng_key):
-      want, got = jax.random.key_data(want), jax.random.key_data(got)
-    if isinstance(want, (jax.Array, np.ndarray)):
-      np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
-    else:
-      assert want == got
+  assert_trees_identical(expected, actual, rtol=COMPILED_RTOL, atol=COMPILED_ATOL)
 
 
 @pytest.fixture(autouse=True)

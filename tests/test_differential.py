@@ -34,18 +34,12 @@ import numpy as np
 import pytest
 from flax.core import FrozenDict
 
-from exec_support import Outcome, assert_same_outcome, assert_trees_identical, load_pair, load_source, outcome_of
+from support.comparing import COMPILED_ATOL, COMPILED_RTOL, Outcome, assert_same_outcome, assert_trees_identical, outcome_of
+from support.loading import load_pair, load_source
 from vjpify.runtime import arguments
 
 EXEC_FIXTURES = pathlib.Path(__file__).resolve().parent.parent / 'fixtures' / 'exec'
 
-# What the compiled lowering promises: nn.grad's values within 1e-6 relative.
-COMPILED_RTOL = 1e-6
-# Where a result is a difference of much larger terms (the input gradient of
-# a sum through BatchNorm is 0 up to rounding noise of about 1e-4), no order
-# of float operations can promise relative accuracy; the noise itself may
-# differ by a few float32 roundings of the terms, which are of order 1.
-COMPILED_ATOL = 1e-6
 # Stages in which compiled runs fn through jax.jit rather than as nn.vjp would.
 _COMPILED_STAGES = frozenset({'init', 'apply', 'apply under grad'})
 

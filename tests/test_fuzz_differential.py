@@ -9,17 +9,13 @@ stays quick and repeatable.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
-import sys
 
+import fuzz_modules
 import jax.numpy as jnp
 import pytest
+from fuzz_modules import Spec, assert_same, check, render, specs
 from hypothesis import HealthCheck, given, settings
-
-REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / 'scripts'))
-import fuzz_modules  # noqa: E402
-from fuzz_modules import Spec, assert_same, check, render, specs  # noqa: E402
+from support.comparing import COMPILED_RTOL
 
 
 @settings(max_examples=10, deadline=None, derandomize=True, database=None,
@@ -58,9 +54,9 @@ def test_comparison_catches_a_differing_leaf():
     assert_same(same, {'a': jnp.ones(2), 'b': ('raised', 'TypeError: x')})
   with pytest.raises(AssertionError):
     assert_same(same, {'a': jnp.ones((2,)), 'b': same['b'], 'c': 1})
-  assert_same(same, {'a': jnp.ones(2) * (1 + 1e-7), 'b': same['b']}, tolerance=fuzz_modules.COMPILED_TOLERANCE)
+  assert_same(same, {'a': jnp.ones(2) * (1 + 1e-7), 'b': same['b']}, tolerance=COMPILED_RTOL)
   with pytest.raises(AssertionError):
-    assert_same(same, {'a': jnp.ones(2) * (1 + 1e-5), 'b': same['b']}, tolerance=fuzz_modules.COMPILED_TOLERANCE)
+    assert_same(same, {'a': jnp.ones(2) * (1 + 1e-5), 'b': same['b']}, tolerance=COMPILED_RTOL)
 
 
 def test_rendered_programs_compile():

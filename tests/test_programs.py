@@ -36,13 +36,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from support.comparing import COMPILED_RTOL, assert_arrays_close
 from vjpify.transformer import transform_source
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / 'fixtures' / 'programs'
 RUNNER = pathlib.Path(__file__).resolve().parent / 'program_runner.py'
 # What the compiled lowering promises for float32 and float64 values.
-TOLERANCE = 1e-6
+TOLERANCE = COMPILED_RTOL
 TIMEOUT = 600
 
 
@@ -132,9 +133,9 @@ def _assert_same_leaf(index: int, want: tuple, got: tuple, tolerance: float = TO
     _, got_dtype, got_weak, got_value = got
     assert (got_dtype, got_weak, got_value.shape) == (dtype, weak, value.shape), label
     if np.issubdtype(value.dtype, np.floating) and value.dtype.itemsize >= 4:
-      np.testing.assert_allclose(got_value, value, rtol=tolerance, atol=tolerance, err_msg=label)
+      assert_arrays_close(value, got_value, label, rtol=tolerance, atol=tolerance)
     else:
-      np.testing.assert_array_equal(got_value, value, err_msg=label)
+      assert_arrays_close(value, got_value, label)
       assert got_value.tobytes() == value.tobytes(), f'{label}: the bits differ'
   elif kind in ('key', 'ndarray'):
     assert got[1] == want[1] and got[2].shape == want[2].shape, label

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from exec_support import load_source
+from support.loading import load_source
 from vjpify.transformer import transform_source
 
 SOURCE = '''

@@ -8,12 +8,10 @@ import datetime
 import pathlib
 import platform
 import re
-import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / 'scripts'))
 import version_matrix  # noqa: E402
 
 _NOTE = re.compile(r'Generated (\d{4}-\d\d-\d\d) by `(python scripts/version_matrix\.py[^`]*)`: ')
