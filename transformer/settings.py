@@ -34,6 +34,7 @@ class Settings(NamedTuple):
   jit: bool = True
   exclude: tuple[str, ...] = ()
   jobs: int = 1
+  module_bases: tuple[str, ...] = ()
 
   @classmethod
   def from_args(cls, args) -> Settings:

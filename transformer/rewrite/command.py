@@ -22,6 +22,7 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
 from vjpify.transformer.diagnostics import REWRITTEN, SKIPPED, Site
+from vjpify.transformer.find.bases import BaseTracer
 from vjpify.transformer.find.decide import Decision, decide, reference_reason
 from vjpify.transformer.find.metadata import Metadata
 from vjpify.transformer.find.module_classes import ModuleClasses, module_classes
@@ -91,7 +92,9 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
         qualified_names=functools.partial(self.get_metadata, QualifiedNameProvider, default=()),
         code_for=node.code_for_node)
     classes, site_lines = survey(self.metadata[PositionProvider], metadata.qualified_names)
-    self._module_classes = module_classes(classes, metadata.qualified_names, metadata.scope_of)
+    path = self.context.filename or '<string>'
+    tracer = BaseTracer(path, self._settings.module_bases)
+    self._module_classes = module_classes(classes, metadata, tracer, path)
     scopes = {metadata.scope_of(n) for n in self.metadata[ScopeProvider]}
     scopes.discard(None)
     self._planner = ImportPlanner(self.context, metadata.scope_of(node), scopes)
