@@ -112,6 +112,15 @@ class BaseTracer:
   def _stop(self, file: str, line: int, what: str, name: str | None = None) -> Trace:
     return Trace(None, f'{self._show(file)}:{line}: {what}', name)
 
+  def is_named_base(self, class_name: str) -> bool:
+    """Whether the top-level class ``class_name`` of the file itself is a
+    Module base by its qualified name (flax's own ``module.py`` defines
+    ``flax.linen.module.Module``)."""
+    if self._shown == '-' or self._shown.startswith('<'):
+      return False
+    qualified = module_name(self._path)
+    return bool(qualified) and f'{qualified}.{class_name}' in self.bases
+
   def trace(self, qualified_name: str, line: int) -> Trace:
     """Whether ``qualified_name`` (as LibCST spells what the file imports:
     ``.base.Base`` for a relative import, ``pkg.mod.Base``) is a Module

@@ -132,6 +132,8 @@ def module_classes(classes: Iterable[cst.ClassDef], metadata: Metadata, tracer: 
   untraced: dict[cst.ClassDef, Untraced] = {}
   for cls in classes:
     local_bases[cls] = {}
+    if isinstance(metadata.parent_of(cls), cst.Module) and tracer.is_named_base(cls.name.value):
+      found.add(cls)
     for arg in cls.bases:
       if arg.keyword is not None:
         continue

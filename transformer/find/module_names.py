@@ -70,6 +70,17 @@ def _statements(body: Iterable[ast.stmt]) -> Iterable[ast.stmt]:
         yield from _statements(handler.body)
 
 
+def _bound_names(target: ast.expr) -> Iterable[str]:
+  """The names an assignment to ``target`` binds (``a.b = ...`` binds none)."""
+  if isinstance(target, ast.Name):
+    yield target.id
+  elif isinstance(target, (ast.Tuple, ast.List)):
+    for element in target.elts:
+      yield from _bound_names(element)
+  elif isinstance(target, ast.Starred):
+    yield from _bound_names(target.value)
+
+
 def _bindings_of(node: ast.stmt) -> Iterable[tuple[str, Binding]]:
   line = node.lineno
   if isinstance(node, ast.ClassDef):
@@ -93,12 +104,12 @@ def _bindings_of(node: ast.stmt) -> Iterable[tuple[str, Binding]]:
       if isinstance(target, ast.Name):
         yield target.id, Binding(ALIAS, line, node.value)
       else:
-        yield from ((n.id, Binding(OTHER, line, node)) for n in ast.walk(target) if isinstance(n, ast.Name))
+        yield from ((name, Binding(OTHER, line, node)) for name in _bound_names(target))
   elif isinstance(node, (ast.AugAssign, ast.For, ast.AsyncFor, ast.With, ast.AsyncWith)):
     targets = [node.target] if not isinstance(node, (ast.With, ast.AsyncWith)) else [
         item.optional_vars for item in node.items if item.optional_vars is not None]
     for target in targets:
-      yield from ((n.id, Binding(OTHER, line, node)) for n in ast.walk(target) if isinstance(n, ast.Name))
+      yield from ((name, Binding(OTHER, line, node)) for name in _bound_names(target))
 
 
 def names_of(tree: ast.Module) -> ModuleNames:
