@@ -63,9 +63,9 @@ class Summary:
     return sum(site.action == SKIPPED and not site.requested for site in self.sites)
 
   def strict_line(self) -> str | None:
-    """Why ``--strict`` fails the run, if it does: ``vjpify: --strict: 2 sites left unchanged``."""
+    """Why a strict run fails, if it does: ``vjpify: strict: 2 sites left unchanged``."""
     unwanted = self.left_unchanged()
-    return f'vjpify: --strict: {_count(unwanted, "site")} left unchanged' if unwanted else None
+    return f'vjpify: strict: {_count(unwanted, "site")} left unchanged' if unwanted else None
 
   def failed_files(self) -> list[str]:
     """The files with an error, each once, in the order they were processed."""

@@ -40,16 +40,32 @@ class ConfigError(Exception):
     return str(self)
 
 
-def _names(value: object) -> bool:
-  return isinstance(value, list) and all(isinstance(v, str) for v in value)
+def _bad_item(value: list, good) -> str | None:
+  for item in value:
+    if not good(item):
+      return f'{item!r} (an item of the list)'
+  return None
 
 
-def _qualified_names(value: object) -> bool:
-  return _names(value) and all(v and all(part.isidentifier() for part in v.split('.')) for v in value)
+def _names(value: object) -> str | None:
+  """What is wrong with ``value`` as a list of strings; None when nothing."""
+  if not isinstance(value, list):
+    return _describe(value)
+  return _bad_item(value, lambda item: isinstance(item, str))
 
 
-def _whole_number(value: object) -> bool:
-  return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def _qualified_names(value: object) -> str | None:
+  return _names(value) or _bad_item(
+      value, lambda item: bool(item) and all(part.isidentifier() for part in item.split('.')))
+
+
+def _whole_number(value: object) -> str | None:
+  good = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+  return None if good else _describe(value)
+
+
+def _boolean(value: object) -> str | None:
+  return None if isinstance(value, bool) else _describe(value)
 
 
 def _globs(folder: str) -> Callable[[list[str]], tuple[str, ...]]:
@@ -61,15 +77,16 @@ def _globs(folder: str) -> Callable[[list[str]], tuple[str, ...]]:
   return anchored
 
 
-# key: (check, what it must be, Settings field, conversion given the config's folder)
-_KEYS: dict[str, tuple[Callable[[object], bool], str, str, Callable[[str], Callable]]] = {
+# key: (what is wrong with a value, or None; what it must be; the Settings
+# field it sets; its conversion, given the configuration's folder)
+_KEYS: dict[str, tuple[Callable[[object], str | None], str, str, Callable[[str], Callable]]] = {
     'exclude': (_names, 'a list of globs (strings)', 'default_exclude', _globs),
     'extend-exclude': (_names, 'a list of globs (strings)', 'extend_exclude', _globs),
     'jobs': (_whole_number, 'a whole number of at least 1', 'jobs', lambda folder: int),
     'module-bases': (_qualified_names, 'a list of qualified names such as "mylib.layers.Base"', 'module_bases',
                      lambda folder: tuple),
-    'no-jit': (lambda v: isinstance(v, bool), 'true or false', 'jit', lambda folder: lambda v: not v),
-    'strict': (lambda v: isinstance(v, bool), 'true or false', 'strict', lambda folder: bool),
+    'no-jit': (_boolean, 'true or false', 'jit', lambda folder: lambda v: not v),
+    'strict': (_boolean, 'true or false', 'strict', lambda folder: bool),
 }
 KEYS = tuple(sorted(_KEYS))
 
@@ -86,8 +103,6 @@ def _describe(value: object) -> str:
   kinds = {bool: 'true or false', int: 'a number', float: 'a number', str: 'a string', list: 'a list',
            dict: 'a table'}
   shown = repr(value) if not isinstance(value, bool) else str(value).lower()
-  if isinstance(value, list) and not _names(value):
-    return f'{shown} (a list with items that are not strings)'
   return f'{shown} ({kinds.get(type(value), type(value).__name__)})'
 
 
@@ -167,9 +182,10 @@ def settings_values(path: str, table: Mapping[str, object], text: str) -> dict[s
       raise ConfigError(path, line, column, f"unknown key '{key}' in {TABLE}; {_OUTCOME}; {hint}"
                         f'the keys are {", ".join(KEYS)}')
     check, expected, field, convert = _KEYS[key]
-    if not check(value):
+    wrong = check(value)
+    if wrong:
       line, column = key_position(text, key)
-      raise ConfigError(path, line, column, f"'{key}' in {TABLE} must be {expected}, not {_describe(value)}; "
+      raise ConfigError(path, line, column, f"'{key}' in {TABLE} must be {expected}, not {wrong}; "
                         f'{_OUTCOME}; fix the value')
     values[field] = convert(folder)(value)
   return values

@@ -184,15 +184,16 @@ class BaseTracer:
   def _name_in(self, file: str, name: str, attrs: tuple[str, ...], seen: frozenset) -> Trace | None:
     """What ``name.attrs`` is in the module ``file``; None when the module
     does not define ``name``."""
-    key = (file, name, attrs)
-    if key in seen:
-      return Trace(None, f'{self._show(file)}: {name} is imported in a cycle that never reaches its definition')
-    seen = seen | {key}
     try:
       module = names.module_names(file)
     except names.Unreadable as error:
       return Trace(None, f'{self._show(file)}: the file {error}')
     bindings = module.bindings.get(name)
+    key = (file, name, attrs)
+    if key in seen:
+      line = bindings[0].line if bindings else 1
+      return self._stop(file, line, f'{name} is imported in a cycle that never reaches its definition')
+    seen = seen | {key}
     if bindings:
       return combined(self._binding(file, name, b, attrs, seen) for b in bindings)
     for star in module.stars:
