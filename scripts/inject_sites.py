@@ -129,26 +129,40 @@ def plant_sites(code: str, seed: int) -> tuple[str, int]:
 
 # --- The sweep -------------------------------------------------------------
 
-def default_files() -> list[pathlib.Path]:
-  """flax's linen modules, and its examples when flax's source tree is at hand."""
+def _trees() -> list[pathlib.Path]:
+  """The trees the default files come from: flax's package, and its examples
+  when flax's source tree is at hand."""
   spec = importlib.util.find_spec('flax')
   (flax_dir,) = spec.submodule_search_locations
-  files = sorted((pathlib.Path(flax_dir) / 'linen').glob('*.py'))
+  trees = [pathlib.Path(flax_dir)]
   for examples in (pathlib.Path(flax_dir).parent / 'examples', pathlib.Path('/tmp/flaxsdist/flax-0.12.8/examples')):
-    files += sorted(examples.rglob('*.py')) if examples.is_dir() else []
+    trees += [examples] if examples.is_dir() else []
+  return trees
+
+
+def default_files() -> list[pathlib.Path]:
+  """flax's linen modules, and its examples when flax's source tree is at hand."""
+  flax_dir, *examples = _trees()
+  files = sorted((flax_dir / 'linen').glob('*.py'))
+  for tree in examples:
+    files += sorted(tree.rglob('*.py'))
   return files
 
 
 def _copies(files: Sequence[pathlib.Path], out_dir: pathlib.Path) -> dict[pathlib.Path, pathlib.Path]:
-  """Where each file goes in ``out_dir``: the tree around it (its top
-  package, or its folder when it is in none) is copied there whole, its
-  Python files only, so that imports between the tree's files still work."""
+  """Where each file goes in ``out_dir``: the tree around it (flax's package
+  or its examples; for another file, its top package, or its folder when it
+  is in none) is copied there whole, its Python files only, so that imports
+  between the tree's files still work."""
+  known = [tree.resolve() for tree in _trees()]
   trees: dict[pathlib.Path, pathlib.Path] = {}
   targets = {}
   for path in files:
-    top = pathlib.Path(package_top(str(path.parent)))
-    relative = path.relative_to(top)
-    tree = top / relative.parts[0] if len(relative.parts) > 1 else top
+    tree = next((t for t in known if t in path.parents), None)
+    if tree is None:
+      top = pathlib.Path(package_top(str(path.parent)))
+      relative = path.relative_to(top)
+      tree = top / relative.parts[0] if len(relative.parts) > 1 else top
     if tree not in trees:
       name = tree.name
       while (out_dir / name).exists():

@@ -10,6 +10,7 @@ ruff finds its own (``--config PATH`` names a file instead). A
 from __future__ import annotations
 
 import os
+import pathlib
 from collections.abc import Sequence
 
 from vjpify.transformer.config.table import ConfigError, read_table, settings_values
@@ -28,19 +29,15 @@ def find_config(path: str) -> str | None:
     ConfigError: a ``pyproject.toml`` on the way mentions vjpify but is not
       valid TOML.
   """
-  folder = os.path.abspath(path)
-  if not os.path.isdir(folder):
-    folder = os.path.dirname(folder)
-  while True:
-    candidate = os.path.join(folder, PYPROJECT)
+  start = os.path.abspath(path)
+  start = pathlib.PurePath(start if os.path.isdir(start) else os.path.dirname(start))
+  candidates = (os.path.join(folder, PYPROJECT) for folder in (start, *start.parents))
+  for candidate in candidates:
     if os.path.isfile(candidate) and _mentions_vjpify(candidate):
       shown = _shown(candidate)
       if read_table(shown)[0] is not None:
         return shown
-    parent = os.path.dirname(folder)
-    if parent == folder:
-      return None
-    folder = parent
+  return None
 
 
 def _shown(path: str) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 import sys
 from collections.abc import Sequence
 
@@ -44,14 +45,11 @@ class Found:
 def project_root(path: str) -> str | None:
   """The nearest folder above ``path`` (a file) that marks a project root,
   or None when no folder up to the file system's root does."""
-  folder = os.path.dirname(os.path.abspath(path))
-  while True:
+  start = pathlib.PurePath(os.path.abspath(path)).parent
+  for folder in (start, *start.parents):
     if any(os.path.exists(os.path.join(folder, marker)) for marker in ROOT_MARKERS):
-      return folder
-    parent = os.path.dirname(folder)
-    if parent == folder:
-      return None
-    folder = parent
+      return str(folder)
+  return None
 
 
 def package_top(folder: str) -> str:
