@@ -33,6 +33,10 @@ from vjpify.transformer.find.targets import MODULE_BASES
 
 _STDLIB = frozenset(getattr(sys, 'stdlib_module_names', ())) | {'builtins', '__future__'}
 
+# How many names deep a trace goes (each import, alias or base is one), far
+# beyond real code, well within Python's recursion limit.
+MAX_DEPTH = 100
+
 
 @dataclasses.dataclass(frozen=True)
 class Trace:
@@ -88,6 +92,7 @@ class BaseTracer:
     self._root: str | None = None
     self._folders: tuple[tuple[str, ...], tuple[str, ...]] | None = None
     self._classes: dict[tuple[str, int, int], Trace] = {}
+    self._depth = 0
 
   def _search_folders(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if self._folders is None:
@@ -184,6 +189,15 @@ class BaseTracer:
   def _name_in(self, file: str, name: str, attrs: tuple[str, ...], seen: frozenset) -> Trace | None:
     """What ``name.attrs`` is in the module ``file``; None when the module
     does not define ``name``."""
+    if self._depth >= MAX_DEPTH:
+      return Trace(None, f'{self._show(file)}: {name} is more than {MAX_DEPTH} imports, aliases and bases away')
+    self._depth += 1
+    try:
+      return self._defined_in(file, name, attrs, seen)
+    finally:
+      self._depth -= 1
+
+  def _defined_in(self, file: str, name: str, attrs: tuple[str, ...], seen: frozenset) -> Trace | None:
     try:
       module = names.module_names(file)
     except names.Unreadable as error:
