@@ -2,15 +2,18 @@
 each planted file against what a rewrite must guarantee
 (``check_rewrite``, in ``scripts/rewrite_check.py``).
 
-The sweep copies every module of ``flax/linen`` and of flax's examples to a
-temporary tree, plants sites into every method of every class there (several
-spellings and expression contexts, chosen by a seeded generator) and checks
-each planted file.
+The sweep copies the trees that hold every module of ``flax/linen`` and of
+flax's examples to a temporary folder, keeping their layout (so that a class
+whose base comes from another file of the tree is traced there, as in the
+real tree), plants sites into every method of every class in those modules
+(several spellings and expression contexts, chosen by a seeded generator)
+and checks each planted file.
 
 Example::
 
     python scripts/inject_sites.py                 # flax/linen and the examples
     python scripts/inject_sites.py --keep out/ a.py  # keep the planted files
+    python scripts/inject_sites.py --reasons       # count the reasons sites were left alone
 
 Exit status 1 when any file breaks a guarantee.
 """
@@ -18,9 +21,12 @@ Exit status 1 when any file breaks a guarantee.
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
 import pathlib
 import random
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +39,7 @@ from libcst.codemod.visitors import AddImportsVisitor
 
 from rewrite_check import check_rewrite
 from vjpify.transformer.diagnostics import REWRITTEN
+from vjpify.transformer.find.project import package_top
 
 
 # --- Planting sites into real code -----------------------------------------
@@ -122,14 +129,58 @@ def plant_sites(code: str, seed: int) -> tuple[str, int]:
 
 # --- The sweep -------------------------------------------------------------
 
-def default_files() -> list[pathlib.Path]:
-  """flax's linen modules, and its examples when flax's source tree is at hand."""
+def _trees() -> list[pathlib.Path]:
+  """The trees the default files come from: flax's package, and its examples
+  when flax's source tree is at hand."""
   spec = importlib.util.find_spec('flax')
   (flax_dir,) = spec.submodule_search_locations
-  files = sorted((pathlib.Path(flax_dir) / 'linen').glob('*.py'))
+  trees = [pathlib.Path(flax_dir)]
   for examples in (pathlib.Path(flax_dir).parent / 'examples', pathlib.Path('/tmp/flaxsdist/flax-0.12.8/examples')):
-    files += sorted(examples.rglob('*.py')) if examples.is_dir() else []
+    trees += [examples] if examples.is_dir() else []
+  return trees
+
+
+def default_files() -> list[pathlib.Path]:
+  """flax's linen modules, and its examples when flax's source tree is at hand."""
+  flax_dir, *examples = _trees()
+  files = sorted((flax_dir / 'linen').glob('*.py'))
+  for tree in examples:
+    files += sorted(tree.rglob('*.py'))
   return files
+
+
+def _copies(files: Sequence[pathlib.Path], out_dir: pathlib.Path) -> dict[pathlib.Path, pathlib.Path]:
+  """Where each file goes in ``out_dir``: the tree around it (flax's package
+  or its examples; for another file, its top package, or its folder when it
+  is in none) is copied there whole, its Python files only, so that imports
+  between the tree's files still work."""
+  known = [tree.resolve() for tree in _trees()]
+  trees: dict[pathlib.Path, pathlib.Path] = {}
+  targets = {}
+  for path in files:
+    tree = next((t for t in known if t in path.parents), None)
+    if tree is None:
+      top = pathlib.Path(package_top(str(path.parent)))
+      relative = path.relative_to(top)
+      tree = top / relative.parts[0] if len(relative.parts) > 1 else top
+    if tree not in trees:
+      name = tree.name
+      while (out_dir / name).exists():
+        name += '_'
+      trees[tree] = out_dir / name
+      shutil.copytree(tree, trees[tree], ignore=lambda folder, names: [
+          n for n in names if not n.endswith('.py') and not (pathlib.Path(folder) / n).is_dir()])
+    targets[path] = trees[tree] / path.relative_to(tree)
+  return targets
+
+
+def reason_kind(reason: str) -> str:
+  """A site's reason with the names of the site, class and base left out,
+  to count reasons over many files."""
+  kind = re.sub(r'^\S+\(\.\.\.\) |^\S+ ', '', reason)
+  kind = re.sub(r'class \w+', 'class C', kind)
+  kind = re.sub(r'base \S+ vjpify', 'base B vjpify', kind)
+  return re.sub(r'\(the search stopped at [^:]+:\d+: ', '(the search stopped at F:L: ', kind)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,16 +188,21 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument('files', nargs='*', type=pathlib.Path)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--keep', type=pathlib.Path, help='write the planted files here')
+  parser.add_argument('--reasons', action='store_true', help='count the reasons sites were left unchanged')
   args = parser.parse_args(argv)
-  files = args.files or default_files()
+  files = [path.resolve() for path in args.files or default_files()]
   out_dir = args.keep or pathlib.Path(tempfile.mkdtemp(prefix='vjpify-planted-'))
+  out_dir.mkdir(parents=True, exist_ok=True)
+  targets = _copies(files, out_dir)
   start = time.perf_counter()
   totals = {'files': 0, 'planted': 0, 'rewritten': 0, 'skipped': 0, 'broken': 0}
+  reasons: collections.Counter[str] = collections.Counter()
+  examples: dict[str, str] = {}
   for index, path in enumerate(files):
     planted_code, count = plant_sites(path.read_text(), args.seed + index)
     if not count:
       continue
-    target = out_dir / f'{index:04d}_{path.name}'
+    target = targets[path]
     target.write_text(planted_code)
     totals['files'] += 1
     totals['planted'] += count
@@ -158,7 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
       continue
     totals['rewritten'] += sum(s.action == REWRITTEN for s in result.sites)
     totals['skipped'] += sum(s.action != REWRITTEN for s in result.sites)
+    for site in result.sites:
+      if site.action != REWRITTEN:
+        reasons[reason_kind(site.reason)] += 1
+        examples.setdefault(reason_kind(site.reason), site.format())
   print(', '.join(f'{v} {k}' for k, v in totals.items()) + f' in {time.perf_counter() - start:.1f} s; files in {out_dir}')
+  if args.reasons:
+    for reason, count in reasons.most_common():
+      print(f'{count:5d} {reason}\n      e.g. {examples[reason]}')
   return int(totals['broken'] > 0)
 
 

@@ -33,13 +33,16 @@ FIXTURES = pathlib.Path(__file__).resolve().parent.parent / 'fixtures'
 OVERWRITE = os.environ.get('VJPIFY_OVERWRITE') == '1'
 # Diagnostics name the file as the tests pass it, so golden files stay portable.
 INPUT_PATH = 'input.py'
+# Groups whose cases are not one input.py: the differential tests' modules
+# and the multi-file projects of tests/test_projects.py.
+NOT_SINGLE_FILES = ('exec', 'projects')
 
 
 def _cases() -> list:
   cases = []
   for input_file in sorted(FIXTURES.glob('*/*/input.py')):
     case = input_file.parent
-    if case.parent.name == 'exec':
+    if case.parent.name in NOT_SINGLE_FILES:
       continue
     cases.append(pytest.param(case, id=f'{case.parent.name}/{case.name}'))
   return cases
@@ -106,7 +109,7 @@ def test_fixture(case: pathlib.Path) -> None:
 def test_every_case_is_complete() -> None:
   # A case directory without input.py would silently test nothing.
   for case in FIXTURES.glob('*/*/'):
-    if case.parent.name != 'exec' and case.name != '__pycache__':
+    if case.parent.name not in NOT_SINGLE_FILES and case.name != '__pycache__':
       assert (case / 'input.py').exists(), case
 
 

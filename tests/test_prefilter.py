@@ -11,13 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vjpify.transformer import TransformError, transform_source
+from vjpify.transformer import ConfigError, TransformError, settings_for, transform_source
 from vjpify.transformer.find.prefilter import may_hold_sites, parse_quietly
-from vjpify.transformer.pipeline import reduced_pass
+from vjpify.transformer.pipeline import reduced_pass, transform_text
 from vjpify.transformer.settings import Settings
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FIXTURE_FILES = sorted((REPO / 'fixtures').glob('**/*.py'))
+# The files of the multi-file projects, each transformed at its own path so
+# that its classes' bases are traced through the project's other files.
+PROJECT_FILES = sorted((REPO / 'fixtures' / 'projects').glob('*/tree/**/*.py'))
 
 
 def _outcome(transform, code: str):
@@ -51,6 +54,26 @@ def test_fixture_results_do_not_depend_on_the_prefilter(path):
 
 def test_fixtures_are_found():
   assert len(FIXTURE_FILES) > 100
+  assert len(PROJECT_FILES) > 40
+
+
+def project_settings(path: pathlib.Path) -> Settings:
+  """The settings the file's project asks for (the defaults where its
+  configuration is one of the broken ones)."""
+  try:
+    return settings_for(str(path))
+  except ConfigError:
+    return Settings()
+
+
+@pytest.mark.parametrize('path', PROJECT_FILES, ids=lambda p: str(p.relative_to(REPO / 'fixtures' / 'projects')))
+def test_project_results_do_not_depend_on_the_prefilter(path):
+  code, settings = path.read_text(encoding='utf-8'), project_settings(path)
+  with_prefilter = _outcome(lambda c: transform_text(c, str(path), settings), code)
+  without = _outcome(lambda c: reduced_pass(c, parse_quietly(c), str(path), settings), code)
+  assert with_prefilter == without
+  if not may_hold_sites(code):
+    assert without == (code, ())
 
 
 @pytest.mark.parametrize('code', [

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 
 import inject_sites
 from generated_sources import module_sources, mutated_fixtures
+from test_prefilter import PROJECT_FILES, project_settings
 
 from vjpify.transformer import TransformError
 from vjpify.transformer.find.prefilter import parse_quietly
@@ -69,6 +70,14 @@ def test_generated_modules_come_out_the_same_either_way(source):
 @given(mutated_fixtures())
 def test_mutated_fixtures_come_out_the_same_either_way(code):
   assert_same_either_way(code)
+
+
+@pytest.mark.parametrize('path', PROJECT_FILES, ids=lambda p: str(p.relative_to(REPO / 'fixtures' / 'projects')))
+def test_project_files_come_out_the_same_either_way(path):
+  # At their own paths, so that bases are traced through the other files.
+  code, settings = path.read_text(encoding='utf-8'), project_settings(path)
+  on_the_copy = _outcome(lambda c: reduced_pass(c, parse_quietly(c), str(path), settings), code)
+  assert on_the_copy == _outcome(lambda c: whole_pass(c, str(path), settings), code)
 
 
 def _flax_file(name: str) -> pathlib.Path:

@@ -3,9 +3,10 @@ package docstring allows, the front stays small, and every module says what
 it is for.
 
 The stages, in order: ``find`` (finding and deciding), ``rewrite`` (the
-LibCST command, nodes, layout, imports), ``files`` (input and output) and
-``cli`` (the command line and the runner); ``pipeline`` takes one file
-through them and ``api`` is the public face.
+LibCST command, nodes, layout, imports), ``files`` (input and output),
+``config`` (``[tool.vjpify]``) and ``cli`` (the command line and the
+runner); ``pipeline`` takes one file through them and ``api`` is the public
+face.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ ALLOWED = {
     'find': ('find', 'diagnostics', 'settings'),
     'rewrite': ('rewrite', 'find', 'diagnostics', 'settings'),
     'pipeline': ('find', 'rewrite', 'files', 'diagnostics', 'settings'),
-    'cli': ('cli', 'pipeline', 'find.prefilter', 'files', 'diagnostics', 'settings'),
+    'config': ('config', 'files', 'settings'),
+    'cli': ('cli', 'pipeline', 'find.prefilter', 'files', 'config', 'diagnostics', 'settings'),
     'api': ('cli.runner', 'pipeline', 'files', 'diagnostics', 'settings'),
-    '__init__': ('api', 'diagnostics', 'find.prefilter', 'rewrite.command'),
+    '__init__': ('api', 'config.load', 'diagnostics', 'find.prefilter', 'rewrite.command', 'settings'),
     '__main__': ('cli.main',),
 }
 
 # What the command line loads for every file, before it knows whether any
 # may hold a site: libcst must not come with it.
-WITHOUT_LIBCST = ('files', 'cli', 'pipeline', 'api', 'settings', 'diagnostics', '__init__', '__main__',
+WITHOUT_LIBCST = ('files', 'config', 'cli', 'pipeline', 'api', 'settings', 'diagnostics', '__init__', '__main__',
                   'find/prefilter.py', 'find/reduction.py', 'find/targets.py', 'find/__init__.py')
 
 
@@ -87,4 +89,4 @@ def test_each_module_says_what_it_is_for_and_stays_short(path):
 def test_the_top_of_the_transformer_holds_the_front_only():
   assert len(list(TRANSFORMER.glob('*.py'))) <= 6
   assert {p.name for p in TRANSFORMER.iterdir() if p.is_dir() and p.name != '__pycache__'} == {
-      'find', 'rewrite', 'files', 'cli'}
+      'find', 'rewrite', 'files', 'config', 'cli'}

@@ -7,25 +7,30 @@ cannot hold a site.
 
 The API: :func:`transform_source` (text), :func:`transform_bytes` (a file's
 bytes), :func:`transform_file`, :func:`transform_tree` (files and folders,
-in place or mirrored into an output folder), and :class:`LowerGradToVjp`,
-the LibCST codemod command::
+in place or mirrored into an output folder), :func:`settings_for` (the
+:class:`Settings` a project's ``[tool.vjpify]`` asks for, to pass as
+``settings=``), and :class:`LowerGradToVjp`, the LibCST codemod command::
 
     python -m libcst.tool codemod --no-format -x vjpify.transformer.LowerGradToVjp src/
 
 The pipeline, stage by stage: ``find`` (which files and calls are sites,
 and whether each may be rewritten), ``rewrite`` (the LibCST command, the
 replacement nodes, their layout and imports), ``files`` (reading, walking,
-writing), ``cli`` (the command line and the runner over many files);
+writing), ``config`` (``[tool.vjpify]``), ``cli`` (the command line and
+the runner over many files);
 ``pipeline`` takes one file through them.
 """
 
 from vjpify.transformer.api import transform_bytes, transform_file, transform_source, transform_tree
+from vjpify.transformer.config.load import ConfigError, settings_for
 from vjpify.transformer.diagnostics import FileResult, Site, TransformError, TransformResult
 from vjpify.transformer.find.prefilter import could_contain_sites
+from vjpify.transformer.settings import Settings
 
 __all__ = [
-    'FileResult', 'LowerGradToVjp', 'Site', 'TransformError', 'TransformResult', 'could_contain_sites',
-    'transform_bytes', 'transform_file', 'transform_source', 'transform_tree',
+    'ConfigError', 'FileResult', 'LowerGradToVjp', 'Settings', 'Site', 'TransformError', 'TransformResult',
+    'could_contain_sites', 'settings_for', 'transform_bytes', 'transform_file', 'transform_source',
+    'transform_tree',
 ]
 
 

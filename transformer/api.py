@@ -14,9 +14,10 @@ Example::
 
     result = transform_file('model.py', write=True)  # atomic, in place
 
-Each function builds the run's :class:`~vjpify.transformer.settings.Settings`
-from its keyword arguments and hands the work to ``pipeline`` (one file) or
-``cli.runner`` (many). libcst is imported on first use rather than with
+Each function takes the run's :class:`~vjpify.transformer.settings.Settings`
+(``settings=``; ``settings_for(path)`` gives those of a project's
+``[tool.vjpify]``), puts the keyword arguments given on top, and hands the
+work to ``pipeline`` (one file) or ``cli.runner`` (many). libcst is imported on first use rather than with
 this module, so that the command line starts without it and loads it only
 for files that may hold a site.
 """
@@ -38,7 +39,14 @@ from vjpify.transformer.settings import Settings
 __all__ = ['transform_bytes', 'transform_file', 'transform_source', 'transform_tree']
 
 
-def transform_source(code: str, path: str = '<string>', *, jit: bool = True) -> TransformResult:
+def _settings(settings: Settings | None, **given) -> Settings:
+  """``settings`` (the defaults when None) with every keyword given (not
+  None) in place of its value."""
+  return (settings or Settings())._replace(**{k: v for k, v in given.items() if v is not None})
+
+
+def transform_source(code: str, path: str = '<string>', *, jit: bool | None = None,
+                     settings: Settings | None = None) -> TransformResult:
   """Rewrites every provably safe site in ``code``.
 
   Note that sites the pass cannot prove safe are left byte for byte as they
@@ -46,11 +54,16 @@ def transform_source(code: str, path: str = '<string>', *, jit: bool = True) -> 
 
   Args:
     code: Python source text.
-    path: shown in diagnostics.
+    path: shown in diagnostics; also where the project is, whose files the
+      bases of the file's classes are traced through (none for a path in
+      angle brackets).
     jit: wrap each site's ``fn`` in ``vjpify.runtime.compiled``, so that
       eager calls run as one cached ``jax.jit`` program, with values equal to
       ``nn.grad``'s up to float rounding; False for plain ``nn.vjp`` code,
-      bit for bit like ``nn.grad`` and as slow.
+      bit for bit like ``nn.grad`` and as slow. None: ``settings.jit``.
+    settings: the run's settings (``module_bases`` and the others); by
+      default, the defaults. Configuration is not read unless asked for:
+      pass ``settings_for(path)``.
 
   Returns:
     A :class:`TransformResult`.
@@ -58,10 +71,11 @@ def transform_source(code: str, path: str = '<string>', *, jit: bool = True) -> 
   Raises:
     TransformError: ``code`` does not parse, or the rewrite does not compile.
   """
-  return transform_text(code, path, Settings(jit=jit))
+  return transform_text(code, path, _settings(settings, jit=jit))
 
 
-def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool = True) -> FileResult:
+def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool | None = None,
+                    settings: Settings | None = None) -> FileResult:
   """Rewrites the contents of a Python file given as bytes.
 
   Note that the file is decoded as Python decodes it (BOM, coding
@@ -70,8 +84,9 @@ def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool = True) -> 
 
   Args:
     data: the file's bytes.
-    path: shown in diagnostics.
+    path: as for :func:`transform_source`.
     jit: as for :func:`transform_source`.
+    settings: as for :func:`transform_source`.
 
   Returns:
     A :class:`FileResult`; nothing is written.
@@ -80,10 +95,11 @@ def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool = True) -> 
     TransformError: ``data`` is not decodable Python source, does not parse,
       or the rewrite does not compile.
   """
-  return transform_data(data, path, Settings(jit=jit))
+  return transform_data(data, path, _settings(settings, jit=jit))
 
 
-def transform_file(path: str, *, write: bool = False, jit: bool = True) -> FileResult:
+def transform_file(path: str, *, write: bool = False, jit: bool | None = None,
+                   settings: Settings | None = None) -> FileResult:
   """Rewrites one Python file, in place if ``write``.
 
   Note that the file is replaced atomically (a temporary file in the same
@@ -93,6 +109,7 @@ def transform_file(path: str, *, write: bool = False, jit: bool = True) -> FileR
     path: the file.
     write: write the result back to ``path``.
     jit: as for :func:`transform_source`.
+    settings: as for :func:`transform_source`.
 
   Returns:
     A :class:`FileResult`; ``destination`` is ``path`` if it was written.
@@ -104,7 +121,7 @@ def transform_file(path: str, *, write: bool = False, jit: bool = True) -> FileR
     data = read_source(path)
   except SourceProblem as problem:
     raise file_error(path, problem) from None
-  result = transform_data(data, path, Settings(jit=jit))
+  result = transform_data(data, path, _settings(settings, jit=jit))
   if write and result.changed:
     try:
       write_atomically(path, result.code)
@@ -119,10 +136,11 @@ def transform_tree(
     *,
     write: bool = False,
     out_dir: str | None = None,
-    exclude: Sequence[str] = (),
+    exclude: Sequence[str] | None = None,
     copy_other_files: bool = False,
-    jobs: int = 1,
-    jit: bool = True,
+    jobs: int | None = None,
+    jit: bool | None = None,
+    settings: Settings | None = None,
 ) -> list[FileResult]:
   """Transforms every ``*.py`` file under ``paths``.
 
@@ -143,10 +161,13 @@ def transform_tree(
     write: rewrite the files in place.
     out_dir: instead, mirror the inputs into this folder: rewritten files
       rewritten, other ``*.py`` files copied; the inputs are not touched.
-    exclude: globs matched against each path and base name.
+    exclude: globs matched against each path and base name; None:
+      ``settings.exclude`` (none by default).
     copy_other_files: with ``out_dir``, mirror the non-Python files too.
-    jobs: worker processes.
+    jobs: worker processes; None: ``settings.jobs`` (1 by default).
     jit: as for :func:`transform_source`.
+    settings: as for :func:`transform_source`; its ``default_exclude`` and
+      ``extend_exclude`` apply to the folder walks.
 
   Returns:
     One :class:`FileResult` per Python file, in walk order.
@@ -157,7 +178,8 @@ def transform_tree(
   """
   if write and out_dir is not None:
     raise ValueError('write=True and out_dir both given; choose one')
-  settings = Settings(jit=jit, exclude=tuple(exclude), jobs=jobs)
+  settings = _settings(settings, jit=jit, exclude=None if exclude is None else tuple(exclude), jobs=jobs)
   tasks = plan(paths, out_dir=out_dir, write=write or out_dir is not None,
-               exclude=settings.exclude, copy_other_files=copy_other_files)
+               exclude=settings.exclude, copy_other_files=copy_other_files,
+               default_exclude=settings.default_exclude, extend_exclude=settings.extend_exclude)
   return [result for task, result in run(tasks, settings) if task.python]

@@ -17,6 +17,9 @@ ERROR = 'error'
 # The kind of a site that is the file itself (unreadable, does not parse, ...).
 FILE = 'file'
 
+# What a skipped site's reason says when an opt-out comment asked for it.
+REQUESTED = "left unchanged at the user's request"
+
 
 @dataclasses.dataclass(frozen=True)
 class Site:
@@ -43,6 +46,12 @@ class Site:
 
   def format(self) -> str:
     return f'{self.path}:{self.line}:{self.column}: {self.reason}'
+
+  @property
+  def requested(self) -> bool:
+    """Whether the site was left alone because a ``# vjpify: skip`` or
+    ``# vjpify: skip-file`` comment asked for it."""
+    return self.action == SKIPPED and REQUESTED in self.reason
 
   def as_dict(self) -> dict[str, object]:
     return dataclasses.asdict(self)

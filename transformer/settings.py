@@ -4,9 +4,10 @@ A :class:`Settings` is built once, where the run starts: from the command
 line (:meth:`Settings.from_args`), from the keyword arguments of the Python
 API, or from the LibCST codemod runner's options. It then travels whole to
 whatever reads it: the file walk (``exclude``), the runner (``jobs``), the
-pass (``jit``). Nothing below the place it is built changes it or reads
-options of its own, so a new setting (a ``[tool.vjpify]`` key, say) is one
-field here and one line where settings are built.
+pass (``jit``, ``module_bases``). Nothing below the place it is built
+changes it or reads options of its own, so a new setting is one field here,
+one key in ``config.table`` and one option where the command line is
+parsed.
 """
 
 from __future__ import annotations
@@ -28,15 +29,34 @@ class Settings(NamedTuple):
 
   ``jit``: wrap each site's ``fn`` in ``vjpify.runtime.compiled`` (False is
   the command line's ``--no-jit``). ``exclude``: globs matched against each
-  path and base name. ``jobs``: worker processes.
+  path and base name, also of files named explicitly (``--exclude``).
+  ``jobs``: worker processes. ``module_bases``: fully qualified names of
+  further classes whose subclasses count as Modules (``module-bases``).
+  ``strict``: a site left unchanged fails the run, unless a ``# vjpify:
+  skip`` comment asked for it (``--strict``). ``default_exclude``: globs
+  that replace the default excludes of folder walks (the ``exclude`` key of
+  ``[tool.vjpify]``; None: the defaults). ``extend_exclude``: globs added to
+  those (``--extend-exclude``).
   """
 
   jit: bool = True
   exclude: tuple[str, ...] = ()
   jobs: int = 1
+  module_bases: tuple[str, ...] = ()
+  strict: bool = False
+  default_exclude: tuple[str, ...] | None = None
+  extend_exclude: tuple[str, ...] = ()
 
   @classmethod
-  def from_args(cls, args) -> Settings:
-    """The settings the command line's parsed arguments ask for; ``jobs``
-    defaults to every core this process may run on."""
-    return cls(jit=args.jit, exclude=tuple(args.exclude), jobs=args.jobs or default_jobs())
+  def from_args(cls, args, base: Settings | None = None) -> Settings:
+    """The settings the command line's parsed arguments ask for: those of
+    ``base`` (the configuration's; by default, the defaults with every core
+    this process may run on as ``jobs``), with every option the command line
+    gives in place of, or for the globs added to, its value."""
+    base = base or cls(jobs=default_jobs())
+    given = {'exclude': (*base.exclude, *getattr(args, 'exclude', ())),
+             'extend_exclude': (*base.extend_exclude, *getattr(args, 'extend_exclude', ()))}
+    for field in ('jit', 'jobs', 'strict'):
+      if getattr(args, field, None) is not None:
+        given[field] = getattr(args, field)
+    return base._replace(**given)

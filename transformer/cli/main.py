@@ -18,13 +18,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+from vjpify.transformer.config.load import ConfigError, common_folder, config_values
 from vjpify.transformer.diagnostics import ERROR, SKIPPED
 from vjpify.transformer.files.problems import SourceProblem
 from vjpify.transformer.files.source import STDIN
 from vjpify.transformer.files.write import write_atomically
 from vjpify.transformer.cli.console import Console, color_wanted, progress_wanted, unified_diff
 from vjpify.transformer.files.walk import DEFAULT_EXCLUDES, PlanError, plan
-from vjpify.transformer.settings import Settings
+from vjpify.transformer.settings import Settings, default_jobs
 from vjpify.transformer.cli.report import Summary
 from vjpify.transformer.cli.runner import run
 
@@ -74,13 +75,22 @@ def argument_parser() -> argparse.ArgumentParser:
   mode.add_argument('--copy-other-files', action='store_true',
                     help='with --out-dir, also copy the files that are not *.py')
   mode.add_argument('--exclude', action='append', default=[], metavar='GLOB',
-                    help='skip paths or names matching GLOB (repeatable); '
+                    help='skip paths or names matching GLOB (repeatable), also files named explicitly; '
                          f'always skipped inside folders: {", ".join(DEFAULT_EXCLUDES)}, virtual environments')
-  mode.add_argument('--no-jit', dest='jit', action='store_false',
+  mode.add_argument('--extend-exclude', action='append', default=[], metavar='GLOB',
+                    help='inside folders, also skip paths or names matching GLOB (repeatable), as the '
+                         'default excludes are skipped')
+  mode.add_argument('--no-jit', dest='jit', action='store_false', default=None,
                     help="leave fn as it is rather than wrap it in vjpify.runtime's cached jax.jit: eager "
                          'gradients then match nn.grad bit for bit, and run as slowly')
+  mode.add_argument('--strict', action='store_true', default=None,
+                    help='exit 1 when any site is left unchanged, except those a # vjpify: skip comment '
+                         'asks to leave')
   mode.add_argument('--exit-zero-even-if-changed', action='store_true',
                     help='exit 0 after rewriting files, as long as there was no error')
+  mode.add_argument('--config', metavar='PATH',
+                    help='read [tool.vjpify] from this TOML file rather than from the nearest pyproject.toml '
+                         'that has the table')
   shown = parser.add_argument_group('output')
   shown.add_argument('--report', metavar='FILE', help='write a JSON report of every site to FILE')
   shown.add_argument('-q', '--quiet', action='store_true',
@@ -93,9 +103,11 @@ def argument_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def _show(console: Console, args: argparse.Namespace, task, result, color: bool) -> None:
+def _show(console: Console, args: argparse.Namespace, settings: Settings, task, result, color: bool) -> None:
   for site in result.sites:
-    if site.action == ERROR or (site.action == SKIPPED and not args.quiet):
+    # Under --strict a site left unchanged fails the run, so even --quiet shows it.
+    failing = settings.strict and site.action == SKIPPED and not site.requested
+    if site.action == ERROR or failing or (site.action == SKIPPED and not args.quiet):
       console.message(site.format())
   if not result.changed or result.error:
     return
@@ -127,7 +139,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
   writing = not (args.check or args.diff)
   try:
     tasks = plan(args.paths, out_dir=args.out_dir, write=writing, exclude=settings.exclude,
-                 copy_other_files=args.copy_other_files)
+                 copy_other_files=args.copy_other_files, default_exclude=settings.default_exclude,
+                 extend_exclude=settings.extend_exclude)
   except PlanError as error:
     print(f'vjpify: error: {error}', file=sys.stderr)
     return EXIT_ERROR
@@ -136,7 +149,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
   with Console(len(tasks), progress_wanted(args.quiet, sys.stderr)) as console:
     for task, result in run(tasks, settings, fresh_workers=False):
       summary.add(result, task.python)
-      _show(console, args, task, result, color)
+      _show(console, args, settings, task, result, color)
       console.advance()
   report_written = args.report is None or _write_report(args.report, summary)
   if not args.quiet:
@@ -144,11 +157,21 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     failed = summary.failed_line()
     if failed:
       print(failed, file=sys.stderr)
+  unwanted = summary.strict_line() if settings.strict else None
+  if unwanted and not args.quiet:
+    print(unwanted, file=sys.stderr)
   if summary.errors or not report_written:
     return EXIT_ERROR
-  if summary.files_changed and not (writing and args.exit_zero_even_if_changed):
+  if unwanted or (summary.files_changed and not (writing and args.exit_zero_even_if_changed)):
     return EXIT_CHANGED
   return EXIT_CLEAN
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+  """The run's settings: the configuration's (``--config``, else the
+  nearest ``[tool.vjpify]`` above the paths), under the options given."""
+  values = config_values(common_folder(args.paths), args.config)
+  return Settings.from_args(args, Settings(jobs=default_jobs())._replace(**values))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,7 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.copy_other_files and args.out_dir is None:
     parser.error('--copy-other-files needs --out-dir DIR')
   try:
-    return _run(args, Settings.from_args(args))
+    settings = _settings(args)
+  except ConfigError as error:
+    print(error.format(), file=sys.stderr)
+    return EXIT_ERROR
+  try:
+    return _run(args, settings)
   except KeyboardInterrupt:
     print('vjpify: interrupted; every file is either as it was or fully rewritten', file=sys.stderr)
     return EXIT_INTERRUPTED

@@ -57,6 +57,16 @@ class Summary:
             f'{_count(self.sites_rewritten, "site")} {rewritten}, {self.sites_skipped} skipped, '
             f'{_count(self.errors, "error")}')
 
+  def left_unchanged(self) -> int:
+    """The sites left unchanged that no opt-out comment asked for: what
+    ``--strict`` fails on."""
+    return sum(site.action == SKIPPED and not site.requested for site in self.sites)
+
+  def strict_line(self) -> str | None:
+    """Why a strict run fails, if it does: ``vjpify: strict: 2 sites left unchanged``."""
+    unwanted = self.left_unchanged()
+    return f'vjpify: strict: {_count(unwanted, "site")} left unchanged' if unwanted else None
+
   def failed_files(self) -> list[str]:
     """The files with an error, each once, in the order they were processed."""
     return list(dict.fromkeys(site.path for site in self.sites if site.action == ERROR))

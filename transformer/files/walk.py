@@ -8,13 +8,21 @@ Paths named on the command line are taken as they are: a file of any name is
 read as Python (pre-commit passes extensionless scripts too), and a directory
 whose name ends in ``.py`` is only walked when written with a trailing slash,
 so that ``x.py`` always means a file. ``--exclude`` globs apply to both.
+
+The default excludes can be replaced (the ``exclude`` key of
+``[tool.vjpify]``) and extended (``extend-exclude``); those globs, like
+ruff's, apply to the folders and files a walk meets, matched against the
+base name, the path as walked and the absolute path (a configured glob with
+a slash is made absolute, anchored at the configuration's folder).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import os
+import re
 from collections.abc import Iterable, Sequence
 
 from vjpify.transformer.files.source import STDIN
@@ -49,10 +57,24 @@ class PlanError(ValueError):
   """The arguments ask for something that cannot be done safely."""
 
 
-def _excluded(path: str, patterns: Iterable[str]) -> bool:
+@functools.lru_cache(maxsize=16)
+def _matchers(patterns: tuple[str, ...]) -> tuple[re.Pattern | None, re.Pattern | None]:
+  """One regular expression for ``patterns`` as fnmatch reads them, and
+  one for those that are absolute paths (None where there are none)."""
+  def joined(globs):
+    return re.compile('|'.join(fnmatch.translate(g) for g in globs)) if globs else None
+  return joined(patterns), joined([p for p in patterns if p.startswith('/')])
+
+
+def _excluded(path: str, patterns: Sequence[str]) -> bool:
+  if not patterns:
+    return False
+  every, absolute = _matchers(tuple(patterns))
   posix = path.replace(os.sep, '/')
   name = posix.rstrip('/').rsplit('/', 1)[-1]
-  return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(posix, p) for p in patterns)
+  if every.match(name) or every.match(posix):
+    return True
+  return absolute is not None and absolute.match(os.path.abspath(path).replace(os.sep, '/')) is not None
 
 
 def _is_environment(folder: str) -> bool:
@@ -66,20 +88,23 @@ def _unlisted(problems: list[OSError], folder: str) -> Iterable[tuple[str, bool,
            f'cannot list the folder: {error.strerror}; skipped; check its permissions')
 
 
-def _walk(root: str, exclude: Sequence[str], copy_other_files: bool) -> Iterable[tuple[str, bool, str | None]]:
-  """Yields ``(path, is_python, problem)`` for the files under ``root``."""
+def _walk(root: str, exclude: Sequence[str], skipped: Sequence[str],
+          copy_other_files: bool) -> Iterable[tuple[str, bool, str | None]]:
+  """Yields ``(path, is_python, problem)`` for the files under ``root``;
+  ``skipped``: the walk's own excludes (the defaults, or what replaced or
+  extended them)."""
   problems: list[OSError] = []
+  every = (*skipped, *exclude)
   for folder, dirnames, filenames in os.walk(root, onerror=problems.append):
     yield from _unlisted(problems, folder)
     dirnames[:] = sorted(
         d for d in dirnames
-        if not _excluded(d, DEFAULT_EXCLUDES)
-        and not _excluded(os.path.join(folder, d), exclude)
+        if not _excluded(os.path.join(folder, d), every)
         and not _is_environment(os.path.join(folder, d)))
     for name in sorted(filenames):
       path = os.path.normpath(os.path.join(folder, name))
       is_python = name.endswith('.py')
-      if (is_python or copy_other_files) and not _excluded(path, exclude):
+      if (is_python or copy_other_files) and not _excluded(path, every):
         yield path, is_python, None
   yield from _unlisted(problems, root)
 
@@ -109,7 +134,8 @@ def _check_out_dir(paths: Sequence[str], out_dir: str) -> None:
 
 
 def plan(paths: Sequence[str], *, out_dir: str | None = None, write: bool = True,
-         exclude: Sequence[str] = (), copy_other_files: bool = False) -> list[Task]:
+         exclude: Sequence[str] = (), copy_other_files: bool = False,
+         default_exclude: Sequence[str] | None = None, extend_exclude: Sequence[str] = ()) -> list[Task]:
   """Lists the files a run reads, in order, and where each result goes.
 
   Note that a path that does not exist still gets a task, so that reading
@@ -121,6 +147,9 @@ def plan(paths: Sequence[str], *, out_dir: str | None = None, write: bool = True
     write: whether results are written at all (False for --check/--diff).
     exclude: globs matched against each path and each base name.
     copy_other_files: with ``out_dir``, also mirror files that are not ``*.py``.
+    default_exclude: globs that replace ``DEFAULT_EXCLUDES`` in folder
+      walks; None keeps the defaults.
+    extend_exclude: globs added to those.
 
   Returns:
     The tasks, each source once.
@@ -133,6 +162,7 @@ def plan(paths: Sequence[str], *, out_dir: str | None = None, write: bool = True
     _check_out_dir(paths, out_dir)
   if paths.count(STDIN) > 1:
     raise PlanError("'-' (standard input) can be given only once")
+  skipped = (*(DEFAULT_EXCLUDES if default_exclude is None else default_exclude), *extend_exclude)
   tasks: list[Task] = []
   seen: set[str] = set()
   written_by: dict[str, str] = {}
@@ -141,7 +171,7 @@ def plan(paths: Sequence[str], *, out_dir: str | None = None, write: bool = True
       tasks.append(Task(STDIN, STDIN if write else None))
       continue
     if _walks(arg):
-      found = _walk(arg, exclude, copy_other_files and out_dir is not None)
+      found = _walk(arg, exclude, skipped, copy_other_files and out_dir is not None)
       mirror_root = arg
     elif _excluded(os.path.normpath(arg), exclude):
       continue

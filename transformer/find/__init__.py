@@ -1,6 +1,8 @@
 """Stage 1 of the pass, finding and deciding: which files may hold a site,
 the cut-down copy the pass reads, which calls are flax's grad transforms,
-which classes are Modules, and whether each site may be rewritten.
+which classes are Modules (their bases traced through the project's other
+files and the installed packages, read with ``ast``), which sites the
+user opted out of, and whether each site may be rewritten.
 
 May import: ``vjpify.transformer.diagnostics`` and ``.settings``, the
 standard library, and libcst (never at module level in ``prefilter`` or

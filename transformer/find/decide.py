@@ -68,11 +68,13 @@ def _class_problem(call: cst.Call, metadata: Metadata, classes: ModuleClasses) -
             'left unchanged; call it from a Module method to have it rewritten')
   name = cls.name.value
   if cls not in classes:
-    base = classes.untraced.get(cls)
-    if base is not None:
-      return (f'is in class {name}, whose base {metadata.code_for(base)} vjpify cannot trace to '
-              'flax.linen.Module within this file; left unchanged; if it is a Module, '
-              'lower this call to nn.vjp by hand')
+    untraced = classes.untraced.get(cls)
+    if untraced is not None:
+      base = metadata.code_for(untraced.base)
+      advice = (f'if {base} is a Module, name {untraced.trace.name} in module-bases under [tool.vjpify]'
+                if untraced.trace.name else 'if it is a Module, lower this call to nn.vjp by hand')
+      return (f'is in class {name}, whose base {base} vjpify cannot trace to flax.linen.Module '
+              f'(the search stopped at {untraced.trace.stop}); left unchanged; {advice}')
     return (f'is in class {name}, which is not a flax.linen.Module subclass; '
             'left unchanged; call it from a Module method to have it rewritten')
   if not in_method:

@@ -22,8 +22,10 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
 from vjpify.transformer.diagnostics import REWRITTEN, SKIPPED, Site
+from vjpify.transformer.find.bases import BaseTracer
 from vjpify.transformer.find.decide import Decision, decide, reference_reason
 from vjpify.transformer.find.metadata import Metadata
+from vjpify.transformer.find.opt_out import OptOuts, opt_outs
 from vjpify.transformer.find.module_classes import ModuleClasses, module_classes
 from vjpify.transformer.find.sites import enclosing_fstrings, is_reference, string_quote, survey, transform_of
 from vjpify.transformer.rewrite.import_adder import OrderedAddImportsVisitor
@@ -72,6 +74,7 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     self._planner: ImportPlanner | None = None
     self._layout: Layout | None = None
     self._callees: set[cst.CSTNode] = set()
+    self._opt_outs: OptOuts | None = None
     # Per site: what it becomes, and for a rewritten one, how it is spelled.
     self._decisions: dict[cst.Call, tuple[Decision, Spelling | None]] = {}
 
@@ -91,13 +94,24 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
         qualified_names=functools.partial(self.get_metadata, QualifiedNameProvider, default=()),
         code_for=node.code_for_node)
     classes, site_lines = survey(self.metadata[PositionProvider], metadata.qualified_names)
-    self._module_classes = module_classes(classes, metadata.qualified_names, metadata.scope_of)
+    path = self.context.filename or '<string>'
+    tracer = BaseTracer(path, self._settings.module_bases)
+    self._module_classes = module_classes(classes, metadata, tracer, path)
     scopes = {metadata.scope_of(n) for n in self.metadata[ScopeProvider]}
     scopes.discard(None)
     self._planner = ImportPlanner(self.context, metadata.scope_of(node), scopes)
     # The module's text only when a rewrite needs it: printing it costs a walk.
     style = self._style or FileStyle(lambda: node.code)
+    self._opt_outs = None
     self._layout = Layout(style, node.default_indent, metadata, site_lines)
+
+  def _requested(self, node: cst.CSTNode) -> str | None:
+    """Why an opt-out comment leaves the site ``node`` alone, or None; the
+    comments are read at the first site, so a file without any is never
+    printed for them."""
+    if self._opt_outs is None:
+      self._opt_outs = opt_outs(self._layout.style.code)
+    return self._opt_outs.problem(self._metadata.range_of(node).start.line)
 
   def _record(self, node: cst.CSTNode, kind: str, action: str, reason: str) -> None:
     start = self.get_metadata(PositionProvider, node).start
@@ -111,7 +125,11 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     verdict = transform_of(node.func, self._metadata.qualified_names)
     if verdict is None:
       return
-    decision = decide(node, verdict, self._metadata, self._module_classes, self._settings)
+    requested = self._requested(node)
+    if requested:
+      decision = Decision(verdict.transform, requested)
+    else:
+      decision = decide(node, verdict, self._metadata, self._module_classes, self._settings)
     spelling = None
     if not decision.problem:
       scope = self._metadata.scope_of(node)
@@ -148,7 +166,9 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     verdict = transform_of(node, self._metadata.qualified_names)
     if verdict is None or not is_reference(node, self._metadata.parent_of):
       return
-    self._record(node, 'reference', SKIPPED, reference_reason(self._module.code_for_node(node)))
+    spelled = self._module.code_for_node(node)
+    requested = self._requested(node)
+    self._record(node, 'reference', SKIPPED, f'{spelled} {requested}' if requested else reference_reason(spelled))
 
   def visit_Name(self, node: cst.Name) -> None:
     self._check_reference(node)
