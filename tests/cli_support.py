@@ -56,7 +56,7 @@ def cli_env(**overrides: str) -> dict[str, str]:
 
 
 def vjpify(*args: str, cwd: Path | str, stdin: bytes | None = None, env: dict[str, str] | None = None,
-           command: tuple[str, ...] = (sys.executable, '-m', 'vjpify.transformer')) -> subprocess.CompletedProcess:
+           command: tuple[str, ...] = (sys.executable, '-m', 'vjpify')) -> subprocess.CompletedProcess:
   """Runs the command line; stdout and stderr come back as text (stdout as
   bytes when ``stdin`` is given, since it then carries file contents)."""
   process = subprocess.run(
