@@ -123,12 +123,14 @@ def transform_tree(
     copy_other_files: bool = False,
     jobs: int = 1,
     jit: bool = True,
+    respect_gitignore: bool = True,
 ) -> list[FileResult]:
   """Transforms every ``*.py`` file under ``paths``.
 
   Note that problems with single files (unreadable, not Python, does not
   parse) do not raise: such a file's result has an ``error`` site and is
-  left as it was. Folders are walked as the command line walks them.
+  left as it was. Folders are walked as the command line walks them,
+  ``.gitignore`` included.
 
   Example::
 
@@ -143,10 +145,11 @@ def transform_tree(
     write: rewrite the files in place.
     out_dir: instead, mirror the inputs into this folder: rewritten files
       rewritten, other ``*.py`` files copied; the inputs are not touched.
-    exclude: globs matched against each path and base name.
+    exclude: globs matched against each path and base name in folders.
     copy_other_files: with ``out_dir``, mirror the non-Python files too.
     jobs: worker processes.
     jit: as for :func:`transform_source`.
+    respect_gitignore: skip what ``.gitignore`` files ignore in folders.
 
   Returns:
     One :class:`FileResult` per Python file, in walk order.
@@ -157,7 +160,7 @@ def transform_tree(
   """
   if write and out_dir is not None:
     raise ValueError('write=True and out_dir both given; choose one')
-  settings = Settings(jit=jit, exclude=tuple(exclude), jobs=jobs)
-  tasks = plan(paths, out_dir=out_dir, write=write or out_dir is not None,
-               exclude=settings.exclude, copy_other_files=copy_other_files)
+  settings = Settings(jit=jit, exclude=tuple(exclude), jobs=jobs, respect_gitignore=respect_gitignore)
+  tasks = plan(paths, out_dir=out_dir, write=write or out_dir is not None, exclude=settings.exclude,
+               copy_other_files=copy_other_files, respect_gitignore=settings.respect_gitignore)
   return [result for task, result in run(tasks, settings) if task.python]

@@ -28,15 +28,21 @@ class Settings(NamedTuple):
 
   ``jit``: wrap each site's ``fn`` in ``vjpify.runtime.compiled`` (False is
   the command line's ``--no-jit``). ``exclude``: globs matched against each
-  path and base name. ``jobs``: worker processes.
+  path and base name in folder walks. ``force_exclude``: apply them, and
+  the folders walks never enter, to paths named explicitly too.
+  ``respect_gitignore``: folder walks skip what ``.gitignore`` files
+  ignore. ``jobs``: worker processes.
   """
 
   jit: bool = True
   exclude: tuple[str, ...] = ()
   jobs: int = 1
+  force_exclude: bool = False
+  respect_gitignore: bool = True
 
   @classmethod
   def from_args(cls, args) -> Settings:
     """The settings the command line's parsed arguments ask for; ``jobs``
     defaults to every core this process may run on."""
-    return cls(jit=args.jit, exclude=tuple(args.exclude), jobs=args.jobs or default_jobs())
+    return cls(jit=args.jit, exclude=tuple(args.exclude), jobs=args.jobs or default_jobs(),
+               force_exclude=args.force_exclude, respect_gitignore=args.respect_gitignore)

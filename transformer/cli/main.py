@@ -1,10 +1,19 @@
-"""The ``vjpify`` command line (also ``python -m vjpify.transformer``).
+"""The ``vjpify`` command line (also ``python -m vjpify``).
 
 Exit status: 0 when nothing needed changing; 1 when files were rewritten,
 or would be under ``--check`` / ``--diff``; 2 when anything went wrong
 (a file unreadable, undecodable, unparseable or unwritable, a worker
 process that died on a file, or bad arguments), after every other file has
 still been processed; the closing lines then name the files that failed.
+``--out-dir`` is code generation, as a compiler is: writing the outputs is
+what was asked, so it exits 0 when they are written, 1 only under
+``--check`` or ``--diff``.
+
+The habits users bring from ruff and black hold: ``--exclude`` applies
+in folder walks and ``--force-exclude`` to the paths given too;
+``.gitignore`` is respected in walks (``--no-respect-gitignore``);
+``--stdin-filename`` names standard input; ``--report -`` writes the report
+to standard output; ``FORCE_COLOR`` and ``NO_COLOR`` are honoured.
 
 It never imports jax or flax, and imports libcst only once a file may hold
 a site, so a commit that touches no flax code costs about a bare Python
@@ -61,7 +70,8 @@ def argument_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='vjpify',
       description='Rewrite flax.linen grad and value_and_grad calls in Module methods into explicit nn.vjp code.',
-      epilog='Exit status: 0 nothing to change, 1 files changed (or would be), 2 errors.')
+      epilog='Exit status: 0 nothing to change, 1 files changed (or would be), 2 errors; '
+             'with --out-dir, 0 once the outputs are written (1 only under --check or --diff).')
   parser.add_argument('paths', nargs='+', metavar='PATH',
                       help="files and folders to rewrite in place; folders are walked for *.py; '-' reads "
                            'standard input and writes standard output')
@@ -74,19 +84,28 @@ def argument_parser() -> argparse.ArgumentParser:
   mode.add_argument('--copy-other-files', action='store_true',
                     help='with --out-dir, also copy the files that are not *.py')
   mode.add_argument('--exclude', action='append', default=[], metavar='GLOB',
-                    help='skip paths or names matching GLOB (repeatable); '
+                    help='in folder walks, skip paths or names matching GLOB (repeatable); '
                          f'always skipped inside folders: {", ".join(DEFAULT_EXCLUDES)}, virtual environments')
+  mode.add_argument('--force-exclude', action='store_true',
+                    help='apply --exclude and the folders always skipped to the paths given too, as pre-commit '
+                         'names every file (for standard input, to --stdin-filename)')
+  mode.add_argument('--respect-gitignore', action=argparse.BooleanOptionalAction, default=True,
+                    help='in folder walks, skip what .gitignore files ignore (default: on)')
+  mode.add_argument('--stdin-filename', metavar='PATH',
+                    help="the path that messages, diffs and the report give to '-' (standard input)")
   mode.add_argument('--no-jit', dest='jit', action='store_false',
                     help="leave fn as it is rather than wrap it in vjpify.runtime's cached jax.jit: eager "
                          'gradients then match nn.grad bit for bit, and run as slowly')
   mode.add_argument('--exit-zero-even-if-changed', action='store_true',
                     help='exit 0 after rewriting files, as long as there was no error')
   shown = parser.add_argument_group('output')
-  shown.add_argument('--report', metavar='FILE', help='write a JSON report of every site to FILE')
+  shown.add_argument('--report', metavar='FILE',
+                     help="write a JSON report of every site to FILE ('-': standard output)")
   shown.add_argument('-q', '--quiet', action='store_true',
                      help='print only errors: no Rewriting lines, skipped sites, summary or progress bar')
   shown.add_argument('--color', choices=('auto', 'always', 'never'), default='auto',
-                     help='colour diffs: auto (the default) on a terminal unless NO_COLOR is set')
+                     help='colour diffs: auto (the default) on a terminal or when FORCE_COLOR is set, '
+                          'never when NO_COLOR is set')
   shown.add_argument('-j', '--jobs', type=_positive, default=None, metavar='N',
                      help='worker processes (default: all cores)')
   shown.add_argument('--version', action=_Version)
@@ -108,6 +127,8 @@ def _show(console: Console, args: argparse.Namespace, task, result, color: bool)
     return
   if args.check or args.diff:
     console.message(f'Would rewrite {result.path}')
+  elif result.up_to_date:
+    console.message(f'Up to date {result.path} -> {task.destination}')
   elif task.destination != task.source:
     console.message(f'Rewriting {result.path} -> {task.destination}')
   else:
@@ -115,8 +136,13 @@ def _show(console: Console, args: argparse.Namespace, task, result, color: bool)
 
 
 def _write_report(path: str, summary: Summary) -> bool:
+  data = summary.as_json().encode('utf-8')
+  if path == STDIN:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return True
   try:
-    write_atomically(path, summary.as_json().encode('utf-8'))
+    write_atomically(path, data)
   except SourceProblem as problem:
     print(f'vjpify: error: --report {path}: {problem.reason}', file=sys.stderr)
     return False
@@ -127,7 +153,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
   writing = not (args.check or args.diff)
   try:
     tasks = plan(args.paths, out_dir=args.out_dir, write=writing, exclude=settings.exclude,
-                 copy_other_files=args.copy_other_files)
+                 copy_other_files=args.copy_other_files, force_exclude=settings.force_exclude,
+                 respect_gitignore=settings.respect_gitignore, stdin_filename=args.stdin_filename)
   except PlanError as error:
     print(f'vjpify: error: {error}', file=sys.stderr)
     return EXIT_ERROR
@@ -135,28 +162,43 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
   color = color_wanted(args.color, sys.stdout)
   with Console(len(tasks), progress_wanted(args.quiet, sys.stderr)) as console:
     for task, result in run(tasks, settings, fresh_workers=False):
-      summary.add(result, task.python)
+      summary.add(result, task.python and task.transform)
       _show(console, args, task, result, color)
       console.advance()
   report_written = args.report is None or _write_report(args.report, summary)
   if not args.quiet:
     print(summary.line(would=not writing), file=sys.stderr)
+    if writing and args.out_dir is not None:
+      print(summary.outputs_line(args.out_dir), file=sys.stderr)
     failed = summary.failed_line()
     if failed:
       print(failed, file=sys.stderr)
   if summary.errors or not report_written:
     return EXIT_ERROR
-  if summary.files_changed and not (writing and args.exit_zero_even_if_changed):
+  generated = writing and (args.exit_zero_even_if_changed or args.out_dir is not None)
+  if summary.files_changed and not generated:
     return EXIT_CHANGED
   return EXIT_CLEAN
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+  """Refuses combinations that cannot mean anything (argparse exits 2)."""
+  if args.copy_other_files and args.out_dir is None:
+    parser.error('--copy-other-files needs --out-dir DIR')
+  if args.stdin_filename is not None and STDIN not in args.paths:
+    parser.error("--stdin-filename names standard input; pass '-' as a path too")
+  if args.report == STDIN:
+    if args.diff:
+      parser.error('--report - and --diff would both write to standard output; give --report a file')
+    if STDIN in args.paths and not args.check:
+      parser.error("--report - and '-' would both write to standard output; give --report a file")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status."""
   parser = argument_parser()
   args = parser.parse_args(argv)
-  if args.copy_other_files and args.out_dir is None:
-    parser.error('--copy-other-files needs --out-dir DIR')
+  _check_arguments(parser, args)
   try:
     return _run(args, Settings.from_args(args))
   except KeyboardInterrupt:
