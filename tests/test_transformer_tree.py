@@ -5,7 +5,9 @@ it is for.
 The stages, in order: ``find`` (finding and deciding), ``rewrite`` (the
 LibCST command, nodes, layout, imports), ``files`` (input and output) and
 ``cli`` (the command line and the runner); ``pipeline`` takes one file
-through them and ``api`` is the public face.
+through them and ``api`` is the public face. ``build_hooks`` is a front end
+like ``cli``: the setuptools command and the hatchling hook, each loading
+its backend alone.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ ALLOWED = {
     'pipeline': ('find', 'rewrite', 'files', 'diagnostics', 'settings'),
     'cli': ('cli', 'pipeline', 'find.prefilter', 'files', 'diagnostics', 'settings'),
     'api': ('cli.runner', 'pipeline', 'files', 'diagnostics', 'settings'),
+    'build_hooks': ('build_hooks', 'cli.runner', 'cli.report', 'files', 'diagnostics', 'settings'),
     '__init__': ('api', 'diagnostics', 'find.prefilter', 'rewrite.command'),
     '__main__': ('cli.main',),
 }
 
 # What the command line loads for every file, before it knows whether any
 # may hold a site: libcst must not come with it.
-WITHOUT_LIBCST = ('files', 'cli', 'pipeline', 'api', 'settings', 'diagnostics', '__init__', '__main__',
+WITHOUT_LIBCST = ('files', 'cli', 'build_hooks', 'pipeline', 'api', 'settings', 'diagnostics', '__init__', '__main__',
                   'find/prefilter.py', 'find/reduction.py', 'find/targets.py', 'find/__init__.py')
 
 
@@ -87,4 +90,15 @@ def test_each_module_says_what_it_is_for_and_stays_short(path):
 def test_the_top_of_the_transformer_holds_the_front_only():
   assert len(list(TRANSFORMER.glob('*.py'))) <= 6
   assert {p.name for p in TRANSFORMER.iterdir() if p.is_dir() and p.name != '__pycache__'} == {
-      'find', 'rewrite', 'files', 'cli'}
+      'find', 'rewrite', 'files', 'cli', 'build_hooks'}
+
+
+# Each build backend is imported only by the module that serves it, so that
+# a build with one backend never needs the other.
+BACKENDS = {'setuptools': 'build_hooks/setuptools_command.py', 'hatchling': 'build_hooks/hatch_hook.py'}
+
+
+@pytest.mark.parametrize('path', MODULES, ids=_id)
+def test_build_backends_are_imported_only_by_their_own_hook(path):
+  imported = {name.split('.')[0] for name, _ in _imports(ast.parse(path.read_text()))}
+  assert sorted(backend for backend, owner in BACKENDS.items() if backend in imported and _id(path) != owner) == []
