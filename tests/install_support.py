@@ -111,15 +111,13 @@ print(m.__file__)
 print(np.round(np.asarray(model.apply(variables, x)), 4).tolist())
 '''
 
-_PYPROJECT = {
+# The build system of a user's project with each backend, vjpify's hook
+# enabled as the README shows.
+BUILD_SYSTEMS = {
     'setuptools': '''\
 [build-system]
 requires = ["setuptools>=64", "vjpify"]
 build-backend = "setuptools.build_meta"
-
-[project]
-name = "userpkg"
-version = "0.1"
 
 [tool.setuptools.cmdclass]
 build_py = "vjpify.transformer.build_hooks.build_py"
@@ -129,20 +127,19 @@ build_py = "vjpify.transformer.build_hooks.build_py"
 requires = ["hatchling>=1.21", "vjpify"]
 build-backend = "hatchling.build"
 
-[project]
-name = "userpkg"
-version = "0.1"
-
 [tool.hatch.build.hooks.vjpify]
 ''',
 }
 
-BACKENDS = tuple(_PYPROJECT)
+PROJECT_TABLE = '\n[project]\nname = "userpkg"\nversion = "0.1"\n'
+
+BACKENDS = tuple(BUILD_SYSTEMS)
 
 
-def user_project(root: Path, backend: str) -> Path:
-  """A user's package, in the src layout, built with ``backend`` and vjpify."""
-  write(root / 'pyproject.toml', _PYPROJECT[backend])
+def user_project(root: Path, backend: str, build_system: str | None = None) -> Path:
+  """A user's package, in the src layout, built with ``backend`` and vjpify
+  (as ``build_system`` says, if given)."""
+  write(root / 'pyproject.toml', (build_system or BUILD_SYSTEMS[backend]) + PROJECT_TABLE)
   write(root / 'src/userpkg/__init__.py', '"""A package with a flax model."""\n')
   write(root / 'src/userpkg/model.py', USER_MODEL)
   write(root / 'src/userpkg/plain.py', 'def f(x):\n  return x + 1\n')

@@ -15,16 +15,9 @@ import termios
 
 import pytest
 
-from cli_support import (
+from cli_support import (  # noqa: F401 (project is a fixture)
     COMPILED_SITE, PLAIN, PLAIN_SITE, REWRITTEN, SKIPPED_DIAGNOSTIC, SOURCE, TIMEOUT_S, assert_no_traceback, cli_env,
-    console_script, snapshot, vjpify, write)
-
-
-@pytest.fixture
-def project(tmp_path):
-  write(tmp_path / 'model.py', SOURCE)
-  write(tmp_path / 'plain.py', PLAIN)
-  return tmp_path
+    console_script, project, snapshot, vjpify, write)
 
 
 def test_rewrites_in_place_and_reports_each_file(project):

@@ -11,16 +11,10 @@ import json
 
 import pytest
 
-from cli_support import PLAIN, REWRITTEN, SKIPPED_DIAGNOSTIC, SOURCE, assert_no_traceback, snapshot, vjpify, write
+from cli_support import (  # noqa: F401 (project is a fixture)
+    REWRITTEN, SKIPPED_DIAGNOSTIC, SOURCE, assert_no_traceback, project, snapshot, vjpify, write)
 
 _SUMMARY = 'vjpify: 2 files scanned, 1 changed, 1 site rewritten, 1 skipped, 0 errors'
-
-
-@pytest.fixture
-def project(tmp_path):
-  write(tmp_path / 'model.py', SOURCE)
-  write(tmp_path / 'plain.py', PLAIN)
-  return tmp_path
 
 
 # --- --report - -----------------------------------------------------------
