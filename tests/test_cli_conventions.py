@@ -180,6 +180,12 @@ def test_no_respect_gitignore_walks_everything(repository):
   assert _rewritten(result) == _ALL
 
 
+def test_an_ignored_folder_named_explicitly_is_walked(repository):
+  result = vjpify('src/vendored', cwd=repository)
+  assert result.returncode == 1
+  assert _rewritten(result) == ['Rewriting src/vendored/lib.py']
+
+
 def test_gitignored_files_named_explicitly_are_read(repository):
   result = vjpify('--force-exclude', 'src/model_generated.py', 'src/vendored/lib.py', cwd=repository)
   assert _rewritten(result) == ['Rewriting src/model_generated.py', 'Rewriting src/vendored/lib.py']

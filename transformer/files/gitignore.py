@@ -10,8 +10,10 @@ that is ignored is not entered, so nothing under it can be re-included,
 as in git too.
 
 Note that git's global excludes file (``core.excludesFile``) is not read,
-and that files named on the command line are never checked against these
-rules: like ruff and black, vjpify reads a file it is given.
+and that paths named on the command line are never checked against these
+rules: like ruff and black, vjpify reads a file it is given, and walks a
+folder it is given even when it is ignored (an ignored folder's files are
+then judged by the ``.gitignore`` files inside it only).
 
 pathspec parses the patterns; it is imported only once a walk meets a
 ``.gitignore``, so runs over trees without one start as fast as before.
@@ -59,6 +61,17 @@ def _repository_top(folder: str) -> str | None:
 Rules = tuple[tuple[str, object], ...]
 
 
+def _verdict(rules: Sequence[tuple[str, object]], path: str, is_folder: bool) -> bool:
+  """Whether ``rules`` ignore ``path`` (absolute): the deepest file with a
+  matching line decides, by its last matching line."""
+  for base, spec in reversed(rules):
+    relative = os.path.relpath(path, base).replace(os.sep, '/')
+    verdict = spec.check_file(relative + '/' if is_folder else relative).include
+    if verdict is not None:
+      return verdict
+  return False
+
+
 class GitIgnore:
   """The ignore rules met while walking one folder, loaded folder by
   folder as the walk enters them."""
@@ -78,6 +91,11 @@ class GitIgnore:
       for part in ([] if relative == os.curdir else relative.split(os.sep)):
         inherited += self._own(folder)
         folder = os.path.join(folder, part)
+        if _verdict(inherited, folder, is_folder=True):
+          # The folder named is ignored, or lies in one: what is above it
+          # would ignore everything it holds.
+          inherited = []
+          break
     self._parent_rules: Rules = tuple(inherited)
     self._rules: dict[str, Rules] = {}
 
@@ -97,9 +115,4 @@ class GitIgnore:
   def ignored(self, path: str, is_folder: bool) -> bool:
     """Whether ``path``, in a folder already entered, is ignored."""
     path = os.path.abspath(path)
-    for base, spec in reversed(self._rules.get(os.path.dirname(path), ())):
-      relative = os.path.relpath(path, base).replace(os.sep, '/')
-      verdict = spec.check_file(relative + '/' if is_folder else relative).include
-      if verdict is not None:
-        return verdict
-    return False
+    return _verdict(self._rules.get(os.path.dirname(path), ()), path, is_folder)
