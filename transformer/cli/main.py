@@ -175,8 +175,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
       print(failed, file=sys.stderr)
   if summary.errors or not report_written:
     return EXIT_ERROR
-  generated = writing and (args.exit_zero_even_if_changed or args.out_dir is not None)
-  if summary.files_changed and not generated:
+  # Rewriting is what was asked for when generating into --out-dir.
+  rewriting_succeeds = writing and (args.exit_zero_even_if_changed or args.out_dir is not None)
+  if summary.files_changed and not rewriting_succeeds:
     return EXIT_CHANGED
   return EXIT_CLEAN
 
