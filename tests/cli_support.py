@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from vjpify.transformer import transform_source
 
 # One site the pass rewrites (line 8) and one it leaves alone (line 12).
@@ -56,7 +58,7 @@ def cli_env(**overrides: str) -> dict[str, str]:
 
 
 def vjpify(*args: str, cwd: Path | str, stdin: bytes | None = None, env: dict[str, str] | None = None,
-           command: tuple[str, ...] = (sys.executable, '-m', 'vjpify.transformer')) -> subprocess.CompletedProcess:
+           command: tuple[str, ...] = (sys.executable, '-m', 'vjpify')) -> subprocess.CompletedProcess:
   """Runs the command line; stdout and stderr come back as text (stdout as
   bytes when ``stdin`` is given, since it then carries file contents)."""
   process = subprocess.run(
@@ -87,6 +89,15 @@ def patched(patch: str) -> tuple[str, ...]:
 def console_script() -> str:
   """The installed ``vjpify`` entry point, next to this interpreter."""
   return str(Path(sys.executable).parent / 'vjpify')
+
+
+@pytest.fixture
+def project(tmp_path):
+  """A folder with one file the pass rewrites and one it cannot touch;
+  modules that use it import it from here."""
+  write(tmp_path / 'model.py', SOURCE)
+  write(tmp_path / 'plain.py', PLAIN)
+  return tmp_path
 
 
 def write(path: Path, content: str | bytes) -> Path:

@@ -15,16 +15,9 @@ import termios
 
 import pytest
 
-from cli_support import (
+from cli_support import (  # noqa: F401 (project is a fixture)
     COMPILED_SITE, PLAIN, PLAIN_SITE, REWRITTEN, SKIPPED_DIAGNOSTIC, SOURCE, TIMEOUT_S, assert_no_traceback, cli_env,
-    console_script, snapshot, vjpify, write)
-
-
-@pytest.fixture
-def project(tmp_path):
-  write(tmp_path / 'model.py', SOURCE)
-  write(tmp_path / 'plain.py', PLAIN)
-  return tmp_path
+    console_script, project, snapshot, vjpify, write)
 
 
 def test_rewrites_in_place_and_reports_each_file(project):
@@ -82,7 +75,12 @@ def test_diff_prints_a_patch_that_applies(project, tmp_path_factory):
     pytest.param('always', {}, True, id='always'),
     pytest.param('always', {'NO_COLOR': '1'}, True, id='always-beats-NO_COLOR'),
     pytest.param('never', {}, False, id='never'),
+    pytest.param('never', {'FORCE_COLOR': '1'}, False, id='never-beats-FORCE_COLOR'),
     pytest.param('auto', {}, False, id='auto-in-a-pipe'),
+    pytest.param('auto', {'FORCE_COLOR': '1'}, True, id='FORCE_COLOR-in-a-pipe'),
+    pytest.param('auto', {'FORCE_COLOR': 'true'}, True, id='FORCE_COLOR-any-value'),
+    pytest.param('auto', {'FORCE_COLOR': ''}, False, id='FORCE_COLOR-empty'),
+    pytest.param('auto', {'FORCE_COLOR': '1', 'NO_COLOR': '1'}, False, id='NO_COLOR-beats-FORCE_COLOR'),
 ])
 def test_diff_colour_in_a_pipe(project, color, env, colored):
   result = vjpify('--diff', f'--color={color}', 'model.py', cwd=project, env=cli_env(**env))
@@ -267,13 +265,14 @@ def test_quiet_prints_only_errors(project):
 
 def test_console_script_behaves_like_python_dash_m(tmp_path):
   outcomes = []
-  for command in ((sys.executable, '-m', 'vjpify.transformer'), (console_script(),)):
+  for command in ((sys.executable, '-m', 'vjpify'), (sys.executable, '-m', 'vjpify.transformer'),
+                  (console_script(),)):
     root = tmp_path / command[-1].replace('/', '_')
     write(root / 'model.py', SOURCE)
     write(root / 'broken.py', 'import flax\ngrad(\n')
     result = vjpify('.', cwd=root, command=command)
     outcomes.append((result.returncode, result.stdout, result.stderr, (root / 'model.py').read_text()))
-  assert outcomes[0] == outcomes[1]
+  assert outcomes[0] == outcomes[1] == outcomes[2]
   assert outcomes[0][0] == 2
 
 

@@ -84,6 +84,7 @@ def test_walk_does_not_follow_directory_symlinks(walked):
 
 
 def test_explicit_files_are_read_whatever_their_name_or_folder(tmp_path):
+  # As in ruff and black: --exclude is for walks; a file named is a file asked for.
   write(tmp_path / 'build/x.py', SOURCE)
   write(tmp_path / 'bin/tool', SOURCE)
   write(tmp_path / 'gen/y.py', SOURCE)
@@ -91,7 +92,7 @@ def test_explicit_files_are_read_whatever_their_name_or_folder(tmp_path):
   assert result.returncode == 1
   assert (tmp_path / 'build/x.py').read_text() == REWRITTEN
   assert (tmp_path / 'bin/tool').read_text() == REWRITTEN
-  assert (tmp_path / 'gen/y.py').read_text() == SOURCE
+  assert (tmp_path / 'gen/y.py').read_text() == REWRITTEN
 
 
 def test_file_and_symlink_to_it_are_one_file(tmp_path):

@@ -1,5 +1,7 @@
 """``--out-dir``, build-time generation, through the real CLI: the input
-tree is mirrored into the output folder and never touched itself."""
+tree is mirrored into the output folder and never touched itself; writing
+the outputs is success (exit 0), and a second build says which outputs
+were already up to date."""
 
 from __future__ import annotations
 
@@ -42,27 +44,54 @@ def test_mirrors_python_files_and_leaves_the_input_alone(tree):
 def test_copy_other_files(tree):
   (tree / 'src/pkg/broken.py').unlink()
   result = vjpify('src', '--out-dir', 'out', '--copy-other-files', cwd=tree)
-  assert result.returncode == 1
+  assert result.returncode == 0, result.stderr
   assert _files(tree / 'out') == ['data.json', 'model.py', 'pkg/notes.txt', 'pkg/plain.py']
   assert (tree / 'out/data.json').read_text() == '{}\n'
   assert (tree / 'out/data.json').stat().st_mode & 0o7777 == 0o640
 
 
-def test_second_build_writes_nothing(tree):
+def test_a_build_exits_0_and_says_what_it_wrote(tree):
+  (tree / 'src/pkg/broken.py').unlink()
+  result = vjpify('src', '--out-dir', 'out', cwd=tree)
+  assert result.returncode == 0, result.stderr
+  assert result.stderr.splitlines()[-3:] == [
+      'Rewriting src/model.py -> out/model.py',
+      'vjpify: 2 files scanned, 1 changed, 1 site rewritten, 1 skipped, 0 errors',
+      'vjpify: out: 2 files written, 0 up to date',
+  ]
+
+
+def test_second_build_writes_nothing_and_says_so(tree):
   (tree / 'src/pkg/broken.py').unlink()
   vjpify('src', '--out-dir', 'out', '--copy-other-files', cwd=tree)
   for path in (tree / 'out').rglob('*'):
     if path.is_file():
       os.utime(path, ns=(10**18, 10**18))
   before = snapshot(tree / 'out')
-  result = vjpify('src', '--out-dir', 'out', '--copy-other-files', '--exit-zero-even-if-changed', cwd=tree)
+  result = vjpify('src', '--out-dir', 'out', '--copy-other-files', cwd=tree)
   assert result.returncode == 0
   assert snapshot(tree / 'out') == before
+  assert result.stderr.splitlines()[-3:] == [
+      'Up to date src/model.py -> out/model.py',
+      'vjpify: 2 files scanned, 1 changed, 1 site rewritten, 1 skipped, 0 errors',
+      'vjpify: out: 0 files written, 4 up to date',
+  ]
+
+
+def test_a_changed_input_is_written_again(tree):
+  (tree / 'src/pkg/broken.py').unlink()
+  vjpify('src', '--out-dir', 'out', cwd=tree)
+  write(tree / 'src/pkg/plain.py', PLAIN + 'y = 2\n')
+  result = vjpify('src', '--out-dir', 'out', cwd=tree)
+  assert result.returncode == 0
+  assert 'Up to date src/model.py -> out/model.py' in result.stderr.splitlines()
+  assert result.stderr.splitlines()[-1] == 'vjpify: out: 1 file written, 1 up to date'
+  assert (tree / 'out/pkg/plain.py').read_text() == PLAIN + 'y = 2\n'
 
 
 def test_file_arguments_land_at_the_top_of_the_output(tree):
   result = vjpify('src/model.py', 'src/pkg/plain.py', '--out-dir', 'out', cwd=tree)
-  assert result.returncode == 1
+  assert result.returncode == 0
   assert _files(tree / 'out') == ['model.py', 'plain.py']
 
 
@@ -70,6 +99,11 @@ def test_check_with_out_dir_writes_nothing(tree):
   result = vjpify('--check', 'src', '--out-dir', 'out', cwd=tree)
   assert result.returncode == 2
   assert 'Would rewrite src/model.py' in result.stderr
+  assert not (tree / 'out').exists()
+  (tree / 'src/pkg/broken.py').unlink()
+  result = vjpify('--check', 'src', '--out-dir', 'out', cwd=tree)
+  assert result.returncode == 1
+  assert 'vjpify: out:' not in result.stderr
   assert not (tree / 'out').exists()
 
 

@@ -106,3 +106,26 @@ def test_api_takes_settings(tmp_path):
   settings = Settings(module_bases=('extlib.Block',))
   result = transform_source(EXTERNAL, str(tmp_path / 'model.py'), settings=settings, jit=False)
   assert result.sites[0].action == 'rewritten' and 'compiled' not in result.code
+
+
+def test_force_exclude_and_respect_gitignore_keys_act_as_their_options(tmp_path):
+  write(tmp_path / 'pyproject.toml', '[tool.vjpify]\nforce-exclude = true\nextend-exclude = ["gen"]\n'
+                                     'respect-gitignore = false\n')
+  write(tmp_path / '.gitignore', 'ignored/\n')
+  for name in ('gen/model.py', 'ignored/model.py', 'a/model.py'):
+    write(tmp_path / name, SOURCE)
+  named = vjpify('--check', os.path.join('gen', 'model.py'), cwd=tmp_path)
+  assert (named.returncode, named.stderr) == (0, 'vjpify: 0 files scanned, 0 would change, 0 sites would be '
+                                                 'rewritten, 0 skipped, 0 errors\n')
+  walked = vjpify('--check', '.', cwd=tmp_path)
+  assert [line for line in walked.stderr.splitlines() if line.startswith('Would')] == [
+      f'Would rewrite {os.path.join("a", "model.py")}', f'Would rewrite {os.path.join("ignored", "model.py")}']
+  # The command line wins over the configuration.
+  named = vjpify('--check', '--no-force-exclude', os.path.join('gen', 'model.py'), cwd=tmp_path)
+  assert named.returncode == 1
+
+
+def test_stdin_filename_finds_the_configuration_of_that_path(tmp_path):
+  write(tmp_path / 'proj/pyproject.toml', '[tool.vjpify]\nno-jit = true\n')
+  result = vjpify('--stdin-filename', 'proj/model.py', '-', cwd=tmp_path, stdin=SOURCE.encode())
+  assert result.returncode == 1 and b'compiled' not in result.stdout and b'nn.vjp' in result.stdout

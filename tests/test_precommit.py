@@ -20,7 +20,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 # What pip needs to build and install vjpify: no tests, fixtures or caches.
 _INSTALL_FILES = ('pyproject.toml', 'README.md', '.pre-commit-hooks.yaml')
-_INSTALL_FOLDERS = ('transformer', 'runtime')
+_INSTALL_FOLDERS = ('vjpify', 'transformer', 'runtime')
 
 _INSTALL_TIMEOUT_S = 600
 

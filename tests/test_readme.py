@@ -20,10 +20,18 @@ def test_readme_after_block_is_the_rewrite_of_the_before_block():
   assert transform_source(before, 'README.md').code == after
 
 
-def test_readme_opens_with_the_install_and_test_commands():
-  first_block = re.search(r'```bash\n(.*?)```', README.read_text(), re.S).group(1).splitlines()
-  assert first_block[0].startswith("pip install -e '.[runtime]' && vjpify ")
-  assert first_block[1] == "pip install -e '.[test]' && pytest"
+def test_readme_opens_with_what_vjpify_is_for_then_the_two_commands():
+  text = README.read_text()
+  opening, first_block = re.search(r'^# vjpify\n\n(.*?)\n\n```bash\n(.*?)```', text, re.S | re.M).groups()
+  sentence = ' '.join(opening.split())
+  assert sentence.startswith('vjpify rewrites ') and sentence.endswith('.') and '. ' not in sentence
+  first, second = first_block.splitlines()
+  # The first needs no jax or flax; test_readme_commands.py runs it as written.
+  assert first == 'pip install -e . && vjpify --diff examples/seed_model.py'
+  # The second is what CI runs.
+  assert second == "pip install -e '.[test]' && pytest"
+  ci = (README.parent / '.ci/run').read_text().splitlines()
+  assert "pip install -q -e '.[test]'" in ci and 'pytest' in ci
 
 
 def test_how_it_works_names_modules_that_exist():

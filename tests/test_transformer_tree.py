@@ -6,7 +6,8 @@ The stages, in order: ``find`` (finding and deciding), ``rewrite`` (the
 LibCST command, nodes, layout, imports), ``files`` (input and output),
 ``config`` (``[tool.vjpify]``) and ``cli`` (the command line and the
 runner); ``pipeline`` takes one file through them and ``api`` is the public
-face.
+face. ``build_hooks`` is a front end like ``cli``: the setuptools command
+and the hatchling hook, each loading its backend alone.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ ALLOWED = {
     'config': ('config', 'files', 'settings'),
     'cli': ('cli', 'pipeline', 'find.prefilter', 'files', 'config', 'diagnostics', 'settings'),
     'api': ('cli.runner', 'pipeline', 'files', 'diagnostics', 'settings'),
+    'build_hooks': ('build_hooks', 'cli.runner', 'cli.report', 'files', 'config', 'diagnostics', 'settings'),
     '__init__': ('api', 'config.load', 'diagnostics', 'find.prefilter', 'rewrite.command', 'settings'),
     '__main__': ('cli.main',),
 }
 
 # What the command line loads for every file, before it knows whether any
 # may hold a site: libcst must not come with it.
-WITHOUT_LIBCST = ('files', 'config', 'cli', 'pipeline', 'api', 'settings', 'diagnostics', '__init__', '__main__',
+WITHOUT_LIBCST = ('files', 'config', 'cli', 'build_hooks', 'pipeline', 'api', 'settings', 'diagnostics', '__init__',
+                  '__main__',
                   'find/prefilter.py', 'find/reduction.py', 'find/targets.py', 'find/__init__.py')
 
 
@@ -89,4 +92,15 @@ def test_each_module_says_what_it_is_for_and_stays_short(path):
 def test_the_top_of_the_transformer_holds_the_front_only():
   assert len(list(TRANSFORMER.glob('*.py'))) <= 6
   assert {p.name for p in TRANSFORMER.iterdir() if p.is_dir() and p.name != '__pycache__'} == {
-      'find', 'rewrite', 'files', 'config', 'cli'}
+      'find', 'rewrite', 'files', 'config', 'cli', 'build_hooks'}
+
+
+# Each build backend is imported only by the module that serves it, so that
+# a build with one backend never needs the other.
+BACKENDS = {'setuptools': 'build_hooks/setuptools_command.py', 'hatchling': 'build_hooks/hatch_hook.py'}
+
+
+@pytest.mark.parametrize('path', MODULES, ids=_id)
+def test_build_backends_are_imported_only_by_their_own_hook(path):
+  imported = {name.split('.')[0] for name, _ in _imports(ast.parse(path.read_text()))}
+  assert sorted(backend for backend, owner in BACKENDS.items() if backend in imported and _id(path) != owner) == []

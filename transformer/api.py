@@ -141,12 +141,14 @@ def transform_tree(
     jobs: int | None = None,
     jit: bool | None = None,
     settings: Settings | None = None,
+    respect_gitignore: bool | None = None,
 ) -> list[FileResult]:
   """Transforms every ``*.py`` file under ``paths``.
 
   Note that problems with single files (unreadable, not Python, does not
   parse) do not raise: such a file's result has an ``error`` site and is
-  left as it was. Folders are walked as the command line walks them.
+  left as it was. Folders are walked as the command line walks them,
+  ``.gitignore`` included.
 
   Example::
 
@@ -161,13 +163,15 @@ def transform_tree(
     write: rewrite the files in place.
     out_dir: instead, mirror the inputs into this folder: rewritten files
       rewritten, other ``*.py`` files copied; the inputs are not touched.
-    exclude: globs matched against each path and base name; None:
+    exclude: globs matched against each path and base name in folders; None:
       ``settings.exclude`` (none by default).
     copy_other_files: with ``out_dir``, mirror the non-Python files too.
     jobs: worker processes; None: ``settings.jobs`` (1 by default).
     jit: as for :func:`transform_source`.
     settings: as for :func:`transform_source`; its ``default_exclude`` and
       ``extend_exclude`` apply to the folder walks.
+    respect_gitignore: skip what ``.gitignore`` files ignore in folders; None:
+      ``settings.respect_gitignore`` (True by default).
 
   Returns:
     One :class:`FileResult` per Python file, in walk order.
@@ -178,8 +182,10 @@ def transform_tree(
   """
   if write and out_dir is not None:
     raise ValueError('write=True and out_dir both given; choose one')
-  settings = _settings(settings, jit=jit, exclude=None if exclude is None else tuple(exclude), jobs=jobs)
+  settings = _settings(settings, jit=jit, exclude=None if exclude is None else tuple(exclude), jobs=jobs,
+                       respect_gitignore=respect_gitignore)
   tasks = plan(paths, out_dir=out_dir, write=write or out_dir is not None,
                exclude=settings.exclude, copy_other_files=copy_other_files,
-               default_exclude=settings.default_exclude, extend_exclude=settings.extend_exclude)
+               default_exclude=settings.default_exclude, extend_exclude=settings.extend_exclude,
+               respect_gitignore=settings.respect_gitignore)
   return [result for task, result in run(tasks, settings) if task.python]

@@ -86,7 +86,9 @@ class FileResult:
   encoding, BOM and line endings included. ``sites`` lists every site in
   source order; a file that could not be transformed has a single site of
   kind ``file`` with action ``error``, and ``code == original``.
-  ``destination`` is where ``code`` was written, if anywhere.
+  ``destination`` is where ``code`` was written, if anywhere;
+  ``up_to_date`` is True when it already held those bytes, so that
+  nothing was written (an output folder built before).
   """
 
   path: str
@@ -95,6 +97,7 @@ class FileResult:
   sites: tuple[Site, ...] = ()
   encoding: str = 'utf-8'
   destination: str | None = None
+  up_to_date: bool = False
 
   @classmethod
   def failed(cls, path: str, data: bytes, site: Site) -> FileResult:

@@ -29,14 +29,16 @@ class Settings(NamedTuple):
 
   ``jit``: wrap each site's ``fn`` in ``vjpify.runtime.compiled`` (False is
   the command line's ``--no-jit``). ``exclude``: globs matched against each
-  path and base name, also of files named explicitly (``--exclude``).
-  ``jobs``: worker processes. ``module_bases``: fully qualified names of
-  further classes whose subclasses count as Modules (``module-bases``).
-  ``strict``: a site left unchanged fails the run, unless a ``# vjpify:
-  skip`` comment asked for it (``--strict``). ``default_exclude``: globs
-  that replace the default excludes of folder walks (the ``exclude`` key of
-  ``[tool.vjpify]``; None: the defaults). ``extend_exclude``: globs added to
-  those (``--extend-exclude``).
+  path and base name in folder walks (``--exclude``). ``force_exclude``:
+  apply the walks' excludes to paths named explicitly too. ``respect_gitignore``:
+  folder walks skip what ``.gitignore`` files ignore. ``jobs``: worker
+  processes. ``module_bases``: fully qualified names of further classes
+  whose subclasses count as Modules (``module-bases``). ``strict``: a site
+  left unchanged fails the run, unless a ``# vjpify: skip`` comment asked
+  for it (``--strict``). ``default_exclude``: globs that replace the default
+  excludes of folder walks (the ``exclude`` key of ``[tool.vjpify]``; None:
+  the defaults). ``extend_exclude``: globs added to those
+  (``--extend-exclude``).
   """
 
   jit: bool = True
@@ -46,6 +48,8 @@ class Settings(NamedTuple):
   strict: bool = False
   default_exclude: tuple[str, ...] | None = None
   extend_exclude: tuple[str, ...] = ()
+  force_exclude: bool = False
+  respect_gitignore: bool = True
 
   @classmethod
   def from_args(cls, args, base: Settings | None = None) -> Settings:
@@ -56,7 +60,7 @@ class Settings(NamedTuple):
     base = base or cls(jobs=default_jobs())
     given = {'exclude': (*base.exclude, *getattr(args, 'exclude', ())),
              'extend_exclude': (*base.extend_exclude, *getattr(args, 'extend_exclude', ()))}
-    for field in ('jit', 'jobs', 'strict'):
+    for field in ('jit', 'jobs', 'strict', 'force_exclude', 'respect_gitignore'):
       if getattr(args, field, None) is not None:
         given[field] = getattr(args, field)
     return base._replace(**given)

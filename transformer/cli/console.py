@@ -1,8 +1,11 @@
 """How a run shows itself on a terminal: unified diffs, coloured when
 wanted, and a progress bar for long runs.
 
-Colour follows ``--color``: ``auto`` colours only a terminal and honours
-``NO_COLOR`` (https://no-color.org); ``always`` and ``never`` override both.
+Colour follows ``--color``: ``auto`` colours a terminal, or any output when
+``FORCE_COLOR`` is set (https://force-color.org), but nothing when
+``NO_COLOR`` is set (https://no-color.org), which wins over ``FORCE_COLOR``
+as in Python's own tracebacks and pytest; ``always`` and ``never`` override
+all three.
 The progress bar appears only on a terminal, never in pipes, under
 ``--quiet`` or under pre-commit (which sets ``PRE_COMMIT=1``), and only once
 a run has lasted a second (tqdm's own ``TQDM_DELAY`` changes that); tqdm
@@ -31,6 +34,8 @@ def color_wanted(choice: str, stream: IO) -> bool:
     return choice == 'always'
   if os.environ.get('NO_COLOR'):
     return False
+  if os.environ.get('FORCE_COLOR'):
+    return True
   return stream.isatty()
 
 

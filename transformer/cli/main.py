@@ -1,10 +1,19 @@
-"""The ``vjpify`` command line (also ``python -m vjpify.transformer``).
+"""The ``vjpify`` command line (also ``python -m vjpify``).
 
 Exit status: 0 when nothing needed changing; 1 when files were rewritten,
 or would be under ``--check`` / ``--diff``; 2 when anything went wrong
 (a file unreadable, undecodable, unparseable or unwritable, a worker
 process that died on a file, or bad arguments), after every other file has
 still been processed; the closing lines then name the files that failed.
+``--out-dir`` is code generation, as a compiler is: writing the outputs is
+what was asked, so it exits 0 when they are written, 1 only under
+``--check`` or ``--diff``.
+
+The habits users bring from ruff and black hold: ``--exclude`` applies
+in folder walks and ``--force-exclude`` to the paths given too;
+``.gitignore`` is respected in walks (``--no-respect-gitignore``);
+``--stdin-filename`` names standard input; ``--report -`` writes the report
+to standard output; ``FORCE_COLOR`` and ``NO_COLOR`` are honoured.
 
 It never imports jax or flax, and imports libcst only once a file may hold
 a site, so a commit that touches no flax code costs about a bare Python
@@ -62,7 +71,8 @@ def argument_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='vjpify',
       description='Rewrite flax.linen grad and value_and_grad calls in Module methods into explicit nn.vjp code.',
-      epilog='Exit status: 0 nothing to change, 1 files changed (or would be), 2 errors.')
+      epilog='Exit status: 0 nothing to change, 1 files changed (or would be), 2 errors; '
+             'with --out-dir, 0 once the outputs are written (1 only under --check or --diff).')
   parser.add_argument('paths', nargs='+', metavar='PATH',
                       help="files and folders to rewrite in place; folders are walked for *.py; '-' reads "
                            'standard input and writes standard output')
@@ -75,11 +85,18 @@ def argument_parser() -> argparse.ArgumentParser:
   mode.add_argument('--copy-other-files', action='store_true',
                     help='with --out-dir, also copy the files that are not *.py')
   mode.add_argument('--exclude', action='append', default=[], metavar='GLOB',
-                    help='skip paths or names matching GLOB (repeatable), also files named explicitly; '
+                    help='in folder walks, skip paths or names matching GLOB (repeatable); '
                          f'always skipped inside folders: {", ".join(DEFAULT_EXCLUDES)}, virtual environments')
   mode.add_argument('--extend-exclude', action='append', default=[], metavar='GLOB',
-                    help='inside folders, also skip paths or names matching GLOB (repeatable), as the '
+                    help='in folder walks, also skip paths or names matching GLOB (repeatable), as the '
                          'default excludes are skipped')
+  mode.add_argument('--force-exclude', action=argparse.BooleanOptionalAction, default=None,
+                    help='apply --exclude and the folders always skipped to the paths given too, as pre-commit '
+                         'names every file (for standard input, to --stdin-filename)')
+  mode.add_argument('--respect-gitignore', action=argparse.BooleanOptionalAction, default=None,
+                    help='in folder walks, skip what .gitignore files ignore (default: on)')
+  mode.add_argument('--stdin-filename', metavar='PATH',
+                    help="the path that messages, diffs and the report give to '-' (standard input)")
   mode.add_argument('--no-jit', dest='jit', action='store_false', default=None,
                     help="leave fn as it is rather than wrap it in vjpify.runtime's cached jax.jit: eager "
                          'gradients then match nn.grad bit for bit, and run as slowly')
@@ -92,11 +109,13 @@ def argument_parser() -> argparse.ArgumentParser:
                     help='read [tool.vjpify] from this TOML file rather than from the nearest pyproject.toml '
                          'that has the table')
   shown = parser.add_argument_group('output')
-  shown.add_argument('--report', metavar='FILE', help='write a JSON report of every site to FILE')
+  shown.add_argument('--report', metavar='FILE',
+                     help="write a JSON report of every site to FILE ('-': standard output)")
   shown.add_argument('-q', '--quiet', action='store_true',
                      help='print only errors: no Rewriting lines, skipped sites, summary or progress bar')
   shown.add_argument('--color', choices=('auto', 'always', 'never'), default='auto',
-                     help='colour diffs: auto (the default) on a terminal unless NO_COLOR is set')
+                     help='colour diffs: auto (the default) on a terminal or when FORCE_COLOR is set, '
+                          'never when NO_COLOR is set')
   shown.add_argument('-j', '--jobs', type=_positive, default=None, metavar='N',
                      help='worker processes (default: all cores)')
   shown.add_argument('--version', action=_Version)
@@ -120,6 +139,8 @@ def _show(console: Console, args: argparse.Namespace, settings: Settings, task, 
     return
   if args.check or args.diff:
     console.message(f'Would rewrite {result.path}')
+  elif result.up_to_date:
+    console.message(f'Up to date {result.path} -> {task.destination}')
   elif task.destination != task.source:
     console.message(f'Rewriting {result.path} -> {task.destination}')
   else:
@@ -127,8 +148,13 @@ def _show(console: Console, args: argparse.Namespace, settings: Settings, task, 
 
 
 def _write_report(path: str, summary: Summary) -> bool:
+  data = summary.as_json().encode('utf-8')
+  if path == STDIN:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return True
   try:
-    write_atomically(path, summary.as_json().encode('utf-8'))
+    write_atomically(path, data)
   except SourceProblem as problem:
     print(f'vjpify: error: --report {path}: {problem.reason}', file=sys.stderr)
     return False
@@ -140,7 +166,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
   try:
     tasks = plan(args.paths, out_dir=args.out_dir, write=writing, exclude=settings.exclude,
                  copy_other_files=args.copy_other_files, default_exclude=settings.default_exclude,
-                 extend_exclude=settings.extend_exclude)
+                 extend_exclude=settings.extend_exclude, force_exclude=settings.force_exclude,
+                 respect_gitignore=settings.respect_gitignore, stdin_filename=args.stdin_filename)
   except PlanError as error:
     print(f'vjpify: error: {error}', file=sys.stderr)
     return EXIT_ERROR
@@ -148,12 +175,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
   color = color_wanted(args.color, sys.stdout)
   with Console(len(tasks), progress_wanted(args.quiet, sys.stderr)) as console:
     for task, result in run(tasks, settings, fresh_workers=False):
-      summary.add(result, task.python)
+      summary.add(result, task.python and task.transform)
       _show(console, args, settings, task, result, color)
       console.advance()
   report_written = args.report is None or _write_report(args.report, summary)
   if not args.quiet:
     print(summary.line(would=not writing), file=sys.stderr)
+    if writing and args.out_dir is not None:
+      print(summary.outputs_line(args.out_dir), file=sys.stderr)
     failed = summary.failed_line()
     if failed:
       print(failed, file=sys.stderr)
@@ -162,24 +191,40 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     print(unwanted, file=sys.stderr)
   if summary.errors or not report_written:
     return EXIT_ERROR
-  if unwanted or (summary.files_changed and not (writing and args.exit_zero_even_if_changed)):
+  # Rewriting is what was asked for when generating into --out-dir.
+  rewriting_succeeds = writing and (args.exit_zero_even_if_changed or args.out_dir is not None)
+  if unwanted or (summary.files_changed and not rewriting_succeeds):
     return EXIT_CHANGED
   return EXIT_CLEAN
 
 
 def _settings(args: argparse.Namespace) -> Settings:
   """The run's settings: the configuration's (``--config``, else the
-  nearest ``[tool.vjpify]`` above the paths), under the options given."""
-  values = config_values(common_folder(args.paths), args.config)
+  nearest ``[tool.vjpify]`` above the paths, standard input counting as
+  ``--stdin-filename`` as ruff counts it), under the options given."""
+  named = [args.stdin_filename if p == STDIN and args.stdin_filename else p for p in args.paths]
+  values = config_values(common_folder(named), args.config)
   return Settings.from_args(args, Settings(jobs=default_jobs())._replace(**values))
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+  """Refuses combinations that cannot mean anything (argparse exits 2)."""
+  if args.copy_other_files and args.out_dir is None:
+    parser.error('--copy-other-files needs --out-dir DIR')
+  if args.stdin_filename is not None and STDIN not in args.paths:
+    parser.error("--stdin-filename names standard input; pass '-' as a path too")
+  if args.report == STDIN:
+    if args.diff:
+      parser.error('--report - and --diff would both write to standard output; give --report a file')
+    if STDIN in args.paths and not args.check:
+      parser.error("--report - and '-' would both write to standard output; give --report a file")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status."""
   parser = argument_parser()
   args = parser.parse_args(argv)
-  if args.copy_other_files and args.out_dir is None:
-    parser.error('--copy-other-files needs --out-dir DIR')
+  _check_arguments(parser, args)
   try:
     settings = _settings(args)
   except ConfigError as error:

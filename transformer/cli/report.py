@@ -1,5 +1,6 @@
-"""What a run adds up to: the closing summary line, the files that failed,
-and the JSON report of every site (``--report FILE``).
+"""What a run adds up to: the closing summary line, what a build into an
+output folder wrote, the files that failed, and the JSON report of every
+site (``--report FILE``, or ``--report -`` for standard output).
 
 The report is one object::
 
@@ -21,6 +22,9 @@ import json
 from vjpify.transformer.diagnostics import ERROR, REWRITTEN, SKIPPED, FileResult, Site
 
 
+# The totals the JSON report gives.
+_REPORTED = ('files_scanned', 'files_changed', 'sites_rewritten', 'sites_skipped', 'errors')
+
 # Enough names to act on from a terminal; the error lines above, and the
 # report, have every one.
 _FAILED_SHOWN = 10
@@ -40,10 +44,16 @@ class Summary:
   sites_skipped: int = 0
   errors: int = 0
   sites: list[Site] = dataclasses.field(default_factory=list)
+  # Files written to an output folder, and those it already held.
+  outputs_written: int = 0
+  outputs_up_to_date: int = 0
 
   def add(self, result: FileResult, python: bool = True) -> None:
     self.files_scanned += python
     self.files_changed += python and result.changed
+    if result.destination is not None:
+      self.outputs_written += not result.up_to_date
+      self.outputs_up_to_date += result.up_to_date
     for site in result.sites:
       self.sites_rewritten += site.action == REWRITTEN
       self.sites_skipped += site.action == SKIPPED
@@ -67,6 +77,11 @@ class Summary:
     unwanted = self.left_unchanged()
     return f'vjpify: strict: {_count(unwanted, "site")} left unchanged' if unwanted else None
 
+  def outputs_line(self, out_dir: str) -> str:
+    """What a build into ``out_dir`` wrote: ``vjpify: out: 1 file written, 3 up to date``."""
+    return (f'vjpify: {out_dir}: {_count(self.outputs_written, "file")} written, '
+            f'{self.outputs_up_to_date} up to date')
+
   def failed_files(self) -> list[str]:
     """The files with an error, each once, in the order they were processed."""
     return list(dict.fromkeys(site.path for site in self.sites if site.action == ERROR))
@@ -83,7 +98,7 @@ class Summary:
     return f'vjpify: {_count(len(failed), "file")} failed: {shown}'
 
   def as_json(self) -> str:
-    totals = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'sites'}
+    totals = {name: getattr(self, name) for name in _REPORTED}
     sites = [{'path': s.path, 'line': s.line, 'col': s.column, 'kind': s.kind,
               'action': s.action, 'reason': s.reason} for s in self.sites]
     return json.dumps({'summary': totals, 'sites': sites}, indent=2) + '\n'

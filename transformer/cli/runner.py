@@ -230,21 +230,24 @@ class _Runner:
     self._in_pool = []
 
   def start(self, task: Task):
+    path = task.shown
     if task.problem:
-      return _Done(FileResult.failed(task.source, b'', Site.file_error(task.source, task.problem)))
+      return _Done(FileResult.failed(path, b'', Site.file_error(path, task.problem)))
     if not task.python:
-      return _Done(FileResult(task.source, b'', b''))
+      return _Done(FileResult(path, b'', b''))
     data = b''
     try:
       data = read_source(task.source)
+      if not task.transform:
+        return _Done(FileResult(path, data, data))
       text, encoding = decode_source(data)
     except SourceProblem as problem:
-      return _Done(FileResult.failed(task.source, data, file_error(task.source, problem).site))
+      return _Done(FileResult.failed(path, data, file_error(path, problem).site))
     # Here rather than in a worker: it rules out nearly every file, and
     # costs less than sending the file to a worker would.
     if not may_hold_sites(text):
-      return _Done(FileResult(task.source, data, data, (), encoding))
-    return self._transform(task.source, data)
+      return _Done(FileResult(path, data, data, (), encoding))
+    return self._transform(path, data)
 
   def close(self) -> None:
     if self._pool is not None:
@@ -255,23 +258,24 @@ class _Runner:
 def _write(task: Task, result: FileResult) -> FileResult:
   if task.destination is None or result.error:
     return result
+  written = True
   try:
     if task.destination == STDIN:
       sys.stdout.buffer.write(result.code)
       sys.stdout.buffer.flush()
     elif not task.python:
       ensure_folder(task.destination)
-      copy_atomically(task.source, task.destination)
+      written = copy_atomically(task.source, task.destination)
     elif task.destination == task.source:
       if not result.changed:
         return result
       write_atomically(task.source, result.code, expected=result.original)
     else:
       ensure_folder(task.destination)
-      write_atomically(task.destination, result.code, source_mode(task.source))
+      written = write_atomically(task.destination, result.code, source_mode(task.source))
   except SourceProblem as problem:
-    return FileResult.failed(task.source, result.original, file_error(task.source, problem).site)
-  return dataclasses.replace(result, destination=task.destination)
+    return FileResult.failed(task.shown, result.original, file_error(task.shown, problem).site)
+  return dataclasses.replace(result, destination=task.destination, up_to_date=not written)
 
 
 def _settle(task: Task, pending) -> FileResult:
