@@ -129,3 +129,15 @@ def test_stdin_filename_finds_the_configuration_of_that_path(tmp_path):
   write(tmp_path / 'proj/pyproject.toml', '[tool.vjpify]\nno-jit = true\n')
   result = vjpify('--stdin-filename', 'proj/model.py', '-', cwd=tmp_path, stdin=SOURCE.encode())
   assert result.returncode == 1 and b'compiled' not in result.stdout and b'nn.vjp' in result.stdout
+
+
+def test_the_command_line_undoes_what_the_configuration_turned_on(tmp_path):
+  write(tmp_path / 'pyproject.toml', '[tool.vjpify]\nno-jit = true\nstrict = true\n')
+  write(tmp_path / 'model.py', EXTERNAL)
+  configured = vjpify('--diff', 'model.py', cwd=tmp_path)
+  assert configured.returncode == 1 and 'vjpify: strict: 2 sites left unchanged' in configured.stderr
+  undone = vjpify('--diff', '--no-strict', 'model.py', cwd=tmp_path)
+  assert undone.returncode == 0 and 'strict' not in undone.stderr
+  write(tmp_path / 'model.py', SOURCE)
+  assert 'compiled' not in vjpify('--diff', 'model.py', cwd=tmp_path).stdout
+  assert 'compiled(' in vjpify('--diff', '--jit', 'model.py', cwd=tmp_path).stdout

@@ -100,7 +100,9 @@ def argument_parser() -> argparse.ArgumentParser:
   mode.add_argument('--no-jit', dest='jit', action='store_false', default=None,
                     help="leave fn as it is rather than wrap it in vjpify.runtime's cached jax.jit: eager "
                          'gradients then match nn.grad bit for bit, and run as slowly')
-  mode.add_argument('--strict', action='store_true', default=None,
+  # The opposites of options a [tool.vjpify] key may set, as ruff pairs them.
+  mode.add_argument('--jit', dest='jit', action='store_true', default=None, help=argparse.SUPPRESS)
+  mode.add_argument('--strict', action=argparse.BooleanOptionalAction, default=None,
                     help='exit 1 when any site is left unchanged, except those a # vjpify: skip comment '
                          'asks to leave')
   mode.add_argument('--exit-zero-even-if-changed', action='store_true',
