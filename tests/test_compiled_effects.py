@@ -52,6 +52,12 @@ def _outlives(obj) -> bool:
     pytest.param(setattr, OUTLIVING, 'setattr', id='setattr-on-outliving'),
     pytest.param(jax.clear_caches, UNKNOWN_ARGUMENT, 'clear_caches', id='jax-clear-caches'),
     pytest.param(type(sys.stdout).write, sys.stdout, '.write()', id='unbound-stream-write'),
+    # Reads no guard can cover: a namespace by computed names.
+    pytest.param(globals, UNKNOWN_ARGUMENT, 'calls globals() (values read through a namespace cannot be guarded)',
+                 id='globals'),
+    pytest.param(vars, sys.modules[__name__], f'calls vars() on the module {__name__} (values read', id='vars-module'),
+    pytest.param(getattr, sys.modules[__name__], f'calls getattr() on the module {__name__}', id='getattr-module'),
+    pytest.param(hasattr, UNKNOWN_ARGUMENT, 'calls hasattr() on an object it cannot see', id='hasattr-unseen'),
 ])
 def test_effects(fn, first, expected):
   verdict = classify_call(fn, first, _outlives)
@@ -72,6 +78,10 @@ def test_effects(fn, first, expected):
     pytest.param(__import__('math').sqrt, UNKNOWN_ARGUMENT, id='math'),
     pytest.param(sorted, UNKNOWN_ARGUMENT, id='sorted'),
     pytest.param(str.format, 'a{}', id='format'),
+    # A library module's attributes are guarded by identity; an object's by its state.
+    pytest.param(getattr, jnp, id='getattr-library-module'),
+    pytest.param(getattr, OUTLIVING, id='getattr-object'),
+    pytest.param(vars, OUTLIVING, id='vars-object'),
 ])
 def test_not_effects(fn, first):
   assert classify_call(fn, first, _outlives) is None

@@ -136,6 +136,10 @@ def _impure_by_identity() -> dict[int, tuple[Any, str]]:
 
 _BY_IDENTITY = _impure_by_identity()
 
+# Builtins through which code reads a module's namespace by computed names:
+# what it reads there is no name in any code, so no guard can cover it.
+_NAMESPACE_READERS = {id(f): f for f in (builtins.globals, builtins.vars, builtins.getattr, builtins.hasattr)}
+
 
 def _describe(fn: Any) -> str:
   name = getattr(fn, '__qualname__', None) or getattr(fn, '__name__', None) or type(fn).__name__
@@ -161,6 +165,8 @@ def classify_call(fn: Any, first: Any, outlives: Callable[[Any], bool]) -> str |
   known = _BY_IDENTITY.get(id(fn))
   if known is not None and known[0] is fn:
     return f'calls {known[1]}()'
+  if _NAMESPACE_READERS.get(id(fn)) is fn:
+    return _namespace_read(fn, first)
   name = getattr(fn, '__name__', '')
   # Python 3.12 and later report a method call as the function and its self.
   if first is not UNKNOWN_ARGUMENT and _is_method_of(fn, first) and _impure_self(first, outlives):
@@ -198,6 +204,18 @@ def classify_call(fn: Any, first: Any, outlives: Callable[[Any], bool]) -> str |
       return f'calls {_describe(fn)}'
     if name in _MUTATE_FIRST_ARGUMENT and usercode.is_trusted_module(module):
       return _changes_argument(fn, first, outlives)
+  return None
+
+
+def _namespace_read(fn: Any, first: Any) -> str | None:
+  """Why ``fn(first, ...)`` reads values no guard covers, or None when it does not."""
+  if fn is builtins.globals:
+    return 'calls globals() (values read through a namespace cannot be guarded)'
+  if first is UNKNOWN_ARGUMENT:
+    return f'calls {fn.__name__}() on an object it cannot see (values read through a namespace cannot be guarded)'
+  if isinstance(first, types.ModuleType) and not usercode.is_trusted_module(first.__name__):
+    return (f'calls {fn.__name__}() on the module {first.__name__} (values read through a namespace cannot be '
+            'guarded)')
   return None
 
 

@@ -173,6 +173,10 @@ class Recorder:
     fingerprinter = Fingerprinter()
     for code, namespaces in self._namespaces.items():
       facts = bytecode.facts(code)
+      if '__dict__' in facts.names:
+        # An object's namespace read as a dict: which entries matter is data.
+        raise Unguardable(f'{getattr(code, "co_qualname", code.co_name)} ({code.co_filename}:{code.co_firstlineno}) '
+                          'reads a __dict__ (values read through a namespace cannot be guarded)')
       names |= facts.names
       for namespace in namespaces.values():
         owner = namespace.get('__name__') or code.co_filename
