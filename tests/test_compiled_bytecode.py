@@ -55,6 +55,16 @@ def test_global_names_are_those_loaded():
   assert {'attr', 'TEMP'} <= facts.names
 
 
+@pytest.mark.parametrize('source, handles', [
+    pytest.param('def f(x):\n  try:\n    return x > 0\n  except TypeError:\n    return 0', True, id='try'),
+    pytest.param('def f(x):\n  with x:\n    return 1', True, id='with'),
+    pytest.param('def f(x):\n  try:\n    return x\n  finally:\n    pass', True, id='finally'),
+    pytest.param('def f(x):\n  return x > 0', False, id='none'),
+])
+def test_code_that_may_catch_errors_is_marked(source, handles):
+  assert _facts(source).handles_exceptions is handles
+
+
 def test_generators_are_marked():
   assert _facts('def f():\n  yield 1').is_generator
   assert not _facts('def f():\n  return 1').is_generator

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vjpify.runtime.compiled.effects import UNKNOWN_ARGUMENT, classify_call, classify_code
+from vjpify.runtime.compiled.effects import UNKNOWN_ARGUMENT, caught_tracer_error, classify_call, classify_code
 
 OUTLIVING = [1, 2]
 RNG = np.random.default_rng(0)
@@ -92,3 +92,20 @@ def test_library_code_entered_from_user_code():
   assert 'os' in classify_code(os.makedirs.__code__)
   assert classify_code(json.dumps.__code__) is None
   assert classify_code(jax.numpy.linalg.slogdet.__wrapped__.__code__) is None
+
+
+def test_tracer_errors_caught_by_user_code_stop_the_trace():
+  def concretize(x):
+    try:
+      return bool(x > 0)
+    except Exception as error:  # pylint: disable=broad-except
+      return error
+
+  caught = []
+  jax.make_jaxpr(lambda x: caught.append(concretize(x)) or x)(1.0)
+  assert caught_tracer_error(caught[0]) == (
+      f'meets a {type(caught[0]).__name__} inside a try block (eagerly the value is concrete there, and the code '
+      'takes another path)')
+  assert isinstance(caught[0], jax.errors.ConcretizationTypeError)
+  assert caught_tracer_error(KeyError('k')) is None
+  assert caught_tracer_error(TypeError('unsupported')) is None

@@ -74,9 +74,15 @@ class CodeFacts(NamedTuple):
   # Python 3.10 and 3.11 only, where no hook hands over the callable.
   calls: dict[int, Call]
   is_generator: bool
+  # Whether the code has try blocks (or with statements) that could catch
+  # an error raised by tracing.
+  handles_exceptions: bool
 
 
 _UNKNOWN = None
+# Python 3.10's instructions that open a block with a handler (later
+# versions keep an exception table instead).
+_SETUP_HANDLERS = frozenset({'SETUP_FINALLY', 'SETUP_WITH', 'SETUP_ASYNC_WITH'})
 # Before Python 3.12 no hook hands over the callable of a call; its source
 # on the stack is found here instead.
 _HOOKLESS_CALLS = sys.version_info < (3, 12)
@@ -268,6 +274,8 @@ def facts(code: types.CodeType) -> CodeFacts:
     _step(stack, instruction, code, stores, line)
   names = set(code.co_names)
   names.update(const for const in code.co_consts if isinstance(const, str))
+  handlers = (bool(code.co_exceptiontable) if hasattr(code, 'co_exceptiontable') else
+              any(i.opname in _SETUP_HANDLERS for i in dis.get_instructions(code)))
   return CodeFacts(
       global_names=tuple(global_names),
       attribute_chains=tuple(chains),
@@ -275,4 +283,5 @@ def facts(code: types.CodeType) -> CodeFacts:
       stores=stores,
       calls=calls,
       is_generator=bool(code.co_flags & (0x20 | 0x80 | 0x200)),  # generator, coroutine, async generator
+      handles_exceptions=handlers,
   )

@@ -33,7 +33,7 @@ import numpy as np
 
 from vjpify.runtime.compiled import codecache, usercode
 
-__all__ = ['classify_call', 'classify_code', 'UNKNOWN_ARGUMENT']
+__all__ = ['classify_call', 'classify_code', 'caught_tracer_error', 'UNKNOWN_ARGUMENT']
 
 # Stands for an argument the monitor cannot see (Python before 3.12).
 UNKNOWN_ARGUMENT = object()
@@ -139,6 +139,27 @@ _BY_IDENTITY = _impure_by_identity()
 # Builtins through which code reads a module's namespace by computed names:
 # what it reads there is no name in any code, so no guard can cover it.
 _NAMESPACE_READERS = {id(f): f for f in (builtins.globals, builtins.vars, builtins.getattr, builtins.hasattr)}
+
+
+def _tracer_errors() -> tuple[type, ...]:
+  import jax  # pylint: disable=import-outside-toplevel
+  names = ('ConcretizationTypeError', 'TracerArrayConversionError', 'TracerBoolConversionError',
+           'TracerIntegerConversionError', 'NonConcreteBooleanIndexError', 'UnexpectedTracerError')
+  return tuple(getattr(jax.errors, name) for name in names if hasattr(jax.errors, name))
+
+
+# The errors jax raises where Python needs the value of a traced array:
+# eagerly that line runs, so a program that catches one would take another
+# path under a trace than it takes eagerly.
+_TRACER_ERRORS = _tracer_errors()
+
+
+def caught_tracer_error(error: BaseException) -> str | None:
+  """Why user code meeting ``error`` inside a try block must not be compiled, or None."""
+  if isinstance(error, _TRACER_ERRORS):
+    return (f'meets a {type(error).__name__} inside a try block (eagerly the value is concrete there, and the '
+            'code takes another path)')
+  return None
 
 
 def _describe(fn: Any) -> str:

@@ -6,7 +6,8 @@ so at once (except the library functions that are effects, which must be
 seen each time user code enters them), user code gets ``CALL`` events, with
 the callable and its first argument, and ``INSTRUCTION`` events for the
 offsets of its stores that need checking (every other offset is disabled
-after its first event). Events of other threads are ignored.
+after its first event); ``EXCEPTION_HANDLED`` says when user code catches
+an error. Events of other threads are ignored.
 """
 
 from __future__ import annotations
@@ -93,6 +94,15 @@ def _on_instruction(code: types.CodeType, offset: int) -> Any:
   return None
 
 
+def _on_handled(code: types.CodeType, offset: int, error: BaseException) -> Any:
+  if not _is_user(code):
+    return None
+  recorder = _recorders.get(threading.get_ident())
+  if recorder is not None and not _suspended.get(threading.get_ident()):
+    recorder.meets_error(sys._getframe(1), error)  # pylint: disable=protected-access
+  return None
+
+
 def _claim_tool() -> str | None:
   global _tool
   if _tool is not None:
@@ -107,6 +117,7 @@ def _claim_tool() -> str | None:
       _monitoring.register_callback(candidate, _EVENTS.INSTRUCTION, _on_instruction)
       _monitoring.register_callback(candidate, _EVENTS.PY_RETURN, _on_leave)
       _monitoring.register_callback(candidate, _EVENTS.PY_UNWIND, _on_leave)
+      _monitoring.register_callback(candidate, _EVENTS.EXCEPTION_HANDLED, _on_handled)
       return None
   return f'no sys.monitoring tool id is free (tried {", ".join(map(str, _CANDIDATE_IDS))})'
 
@@ -119,8 +130,11 @@ def start(recorder: Recorder) -> str | None:
     if not _recorders:
       _asides.clear()
       _asides.update(usercode.aside_codes())
-      # PY_UNWIND can only be global: it ends a gc callback that raised.
-      _monitoring.set_events(_tool, _EVENTS.PY_START | _EVENTS.PY_RESUME | _EVENTS.PY_UNWIND)
+      # PY_UNWIND can only be global: it ends a gc callback that raised;
+      # so can EXCEPTION_HANDLED, which user code catching a tracer error
+      # sends.
+      _monitoring.set_events(_tool, _EVENTS.PY_START | _EVENTS.PY_RESUME | _EVENTS.PY_UNWIND
+                             | _EVENTS.EXCEPTION_HANDLED)
     _recorders[recorder.thread] = recorder
     _suspended[recorder.thread] = 0
   return None

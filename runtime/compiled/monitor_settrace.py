@@ -4,7 +4,8 @@ The hook is per thread, so only the tracing thread is watched. It sees every
 new frame: user frames are reported and get opcode events, library frames
 entered straight from user code are classified. An opcode event comes
 before its instruction runs, which is when a store, or a call of a C
-function such as ``print``, can still be stopped; the callable of a call is
+function such as ``print``, can still be stopped (an ``exception`` event,
+when an error reaches a user frame that has try blocks); the callable of a call is
 found by following the stack back to the loads that pushed it
 (``bytecode.Call``).
 
@@ -46,7 +47,7 @@ class _Hooks:
     if _is_user(code):
       self.recorder.enter(frame)
       facts = bytecode.facts(code)
-      if facts.stores or facts.calls:
+      if facts.stores or facts.calls or facts.handles_exceptions:
         frame.f_trace_lines = False
         frame.f_trace_opcodes = True
         return self.opcode
@@ -63,6 +64,8 @@ class _Hooks:
     return self.aside
 
   def opcode(self, frame: types.FrameType, event: str, arg: Any) -> Any:
+    if event == 'exception' and not self.suspended and bytecode.facts(frame.f_code).handles_exceptions:
+      self.recorder.meets_error(frame, arg[1])
     if event == 'opcode' and not self.suspended:
       facts = bytecode.facts(frame.f_code)
       offset = frame.f_lasti

@@ -89,6 +89,13 @@ class Recorder:
     if verdict is not None:
       self.fail(verdict, frame)
 
+  def meets_error(self, frame: types.FrameType, error: BaseException) -> None:
+    """An error reaches a user frame that may catch it."""
+    if self.effect is None:
+      verdict = effects.caught_tracer_error(error)
+      if verdict is not None:
+        self.fail(verdict, frame)
+
   def enter_library(self, code: types.CodeType, caller: types.FrameType) -> None:
     """A user frame enters library function ``code`` (found impure by the monitor)."""
     self._raise_if_failed()

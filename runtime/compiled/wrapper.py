@@ -178,6 +178,9 @@ def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerp
     return f'tracing failed: {_first_line(error)}', _partial_guards(recorder, fingerprinter, entry)
   finally:
     _calls.watched[-1] = False
+  if recorder.effect is not None:
+    # User code caught what stopped the trace (an except BaseException).
+    return f'fn {recorder.effect}', _partial_guards(recorder, fingerprinter, entry)
   if shown:
     warning = shown[0]
     return (f'the trace issues a warning ({warning.category.__name__}: {str(warning.message).splitlines()[0]} '
