@@ -20,7 +20,9 @@ estimate is the site's last measured compile time, or, before any,
 :data:`COMPILE_RATIO` times the fastest uncompiled call seen at the site. A
 key that never repeats never compiles. A guard that fails makes its value
 part of the site's key from then on (a volatile guard), so that a global
-changing on every call is rented per value rather than compiled per call.
+changing on every call is rented per value rather than compiled per call;
+the globals ``fn``'s own code loads are watched from the site's first call,
+so that one changing on every call joins the key before the first trace.
 
 **Bounds.** At most :data:`limits` keys and bytes are kept (the bytes of an
 entry: the resident memory its compilation added, and its constants),
@@ -41,7 +43,9 @@ from typing import Any, NamedTuple
 
 import jax
 
-from vjpify.runtime.compiled.guards import GlobalGuard, Guards
+from vjpify.runtime.compiled import bytecode
+from vjpify.runtime.compiled.fingerprint import Fingerprinter, Unguardable
+from vjpify.runtime.compiled.guards import GlobalGuard, Guards, builtins_of
 from vjpify.runtime.compiled.plumbing import Record
 
 __all__ = ['Bucket', 'CacheInfo', 'Entry', 'Limits', 'MAX_ENTRIES_PER_KEY', 'SiteState', 'bucket_for', 'clear',
@@ -141,6 +145,35 @@ class SiteState:
     self.volatile: list[GlobalGuard] = []
     self.compile_seconds: float | None = None
     self.fastest_uncompiled: float | None = None
+    # The globals fn's own code loads, watched until the site first
+    # compiles: one that changes while the site is warming joins the key
+    # before any trace, so a global changing on every call never pays for
+    # a compilation that its next call would throw away.
+    self.own_globals: list[GlobalGuard] | None = None
+
+  def watch_own_globals(self, target: Any) -> None:
+    """Starts watching the globals ``target``'s code loads (on its first warming call)."""
+    if self.own_globals is not None:
+      return
+    namespace = target.__globals__
+    owner = namespace.get('__name__') or target.__code__.co_filename
+    watched = []
+    for name in bytecode.facts(target.__code__).global_names:
+      try:
+        watched.append(GlobalGuard(namespace, name, owner, Fingerprinter(), builtins_of(namespace)))
+      except Unguardable:
+        pass  # the trace's guards will refuse it, with the reason
+    self.own_globals = watched
+
+  def check_own_globals(self) -> None:
+    """Makes each watched global that changed volatile."""
+    for guard in self.own_globals or ():
+      if not guard.check():
+        self.note_failure(guard)
+        self.own_globals = [g for g in self.own_globals if g is not guard]
+
+  def stop_watching_own_globals(self) -> None:
+    self.own_globals = []
 
   def note_failure(self, guard: GlobalGuard) -> bool:
     """Makes ``guard`` volatile; whether it was not already."""

@@ -223,6 +223,8 @@ def _call_compiled(target: Any, module: Any, scopes: plumbing.Scopes, primals: t
                    site: reports.SiteReport, state: cache.SiteState) -> tuple | str | _Warming:
   """Runs ``target`` compiled: a 1-tuple holding its result, the reason to run it as is, or _Warming."""
   counters = plumbing.counters_of(scopes)
+  if state.own_globals:
+    state.check_own_globals()
   failure = None
   for _ in range(2):
     fingerprinter = Fingerprinter(arrays=False, places=scopes.place_of)
@@ -252,6 +254,7 @@ def _call_compiled(target: Any, module: Any, scopes: plumbing.Scopes, primals: t
       return f'recompile limit: {cache.MAX_ENTRIES_PER_KEY} entries for this key, and {failure}'
     signature = internals.abstract_signature(arguments)
     if not cache.earned(bucket, signature, state):
+      state.watch_own_globals(target)
       return _Warming(bucket, signature)
     entry = cache.Entry(_trace)
   _calls.stack.append(call)
@@ -279,6 +282,7 @@ def _call_compiled(target: Any, module: Any, scopes: plumbing.Scopes, primals: t
         return problem
       out_traced, updates_traced = jax.block_until_ready(entry.run(*arguments))
       state.note_compiled(time.perf_counter() - started, state.fastest_uncompiled)
+      state.stop_watching_own_globals()
       grown = cache.resident_bytes()
       cache.grew(entry, max(cache.MIN_ENTRY_BYTES, grown - resident if grown and resident else 0))
   except _NeedsTrace:
