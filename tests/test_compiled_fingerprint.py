@@ -115,6 +115,28 @@ def test_a_class_is_fingerprinted_by_identity_and_namespace():
   assert fingerprint(Other) != fingerprint(Energy)
 
 
+def test_a_module_class_is_fingerprinted_by_what_its_author_wrote():
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+
+  class Energy(nn.Module):
+    width: int = 4
+    scale = 1.0
+
+    def __call__(self, x):
+      return x * self.scale
+
+  shown = repr(fingerprint(Energy))
+  # The fields are keyed on each instance; what dataclasses and flax put in
+  # every class is not walked on every call.
+  assert '__dataclass_fields__' not in shown and "'_state'" not in shown and "'__init__'" not in shown
+  assert "'width'" in shown and "'__call__'" in shown
+  before = fingerprint(Energy)
+  Energy.scale = 2.0
+  assert fingerprint(Energy) != before
+  Energy.__call__ = lambda self, x: x
+  assert fingerprint(Energy) != before
+
+
 def test_jax_arrays_by_identity_refused_or_lifted():
   array = jnp.ones(3)
   assert fingerprint(array) == fingerprint(array)

@@ -273,11 +273,12 @@ class Fingerprinter:
       return known
     self._classes[id(cls)] = ('class', Identity(cls))  # for classes reached from their own namespace
     namespaces = []
+    skipped = _MODULE_MACHINERY if issubclass(cls, internals.Module) else _CLASS_MACHINERY
     for owner in cls.__mro__:
       if _is_user_type(owner):
         namespaces.append(tuple(
             (name, self(item)) for name, item in vars(owner).items()
-            if name not in _CLASS_MACHINERY
+            if name not in skipped and not _generated(item)
         ))
     result = self._classes[id(cls)] = ('class', Identity(cls), tuple(namespaces))
     return result
@@ -311,7 +312,23 @@ class Fingerprinter:
 # as values: the class is keyed by identity besides.
 _CLASS_MACHINERY = frozenset({'__dict__', '__weakref__', '__doc__', '__module__', '__qualname__', '__annotations__',
                               '__firstlineno__', '__static_attributes__', '__orig_bases__', '__parameters__',
-                              '__slotnames__', '__abstractmethods__', '_abc_impl'})
+                              '__slotnames__', '__abstractmethods__', '_abc_impl', '__dataclass_fields__',
+                              '__dataclass_params__', '__match_args__'})
+# What flax puts in every Module subclass: class-level defaults of the
+# fields every instance sets for itself, and flax's bookkeeping.
+_MODULE_MACHINERY = _CLASS_MACHINERY | {'_state', 'parent', 'name', 'scope', '_parent_ref',
+                                        '_compact_name_scope_methods', '_id'}
+
+
+def _generated(item: Any) -> bool:
+  """Whether ``item`` is a method that dataclasses generated (its fields are keyed on the instance)."""
+  # flax wraps the generated __init__ and __hash__ of a Module.
+  code = getattr(getattr(item, '__wrapped__', item), '__code__', None)
+  return code is not None and code.co_filename.startswith('<') and code.co_name in _GENERATED_METHODS
+
+
+_GENERATED_METHODS = frozenset({'__init__', '__eq__', '__hash__', '__repr__', '__setattr__', '__delattr__',
+                                '__getstate__', '__setstate__', '__lt__', '__le__', '__gt__', '__ge__'})
 
 
 def _is_user_module(module: types.ModuleType) -> bool:
