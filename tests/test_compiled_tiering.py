@@ -69,12 +69,19 @@ def test_a_key_that_never_repeats_never_compiles(tiered):
   assert _counts() == (0, 7)
 
 
-def test_a_global_that_changes_on_every_call_becomes_part_of_the_key(tiered):
+def _apply_with_a_new_gain_each_time(site: type[nn.Module]) -> dict:
+  """Applies ``site`` six times, GAIN changed before each; its variables."""
   global GAIN
-  variables = Site().init(jax.random.key(0), X)
+  variables = site().init(jax.random.key(0), X)
   for step in range(6):
     GAIN = 1.0 + step
-    Site().apply(variables, X)
+    site().apply(variables, X)
+  return variables
+
+
+def test_a_global_that_changes_on_every_call_becomes_part_of_the_key(tiered):
+  global GAIN
+  variables = _apply_with_a_new_gain_each_time(Site)
   traces_for_new_values = _counts()[0]
   for gain in (1.0, 2.0) * 3:  # values that repeat compile, each once
     GAIN = gain
@@ -100,10 +107,7 @@ class HelperSite(nn.Module):
 
 def test_a_global_read_by_a_helper_joins_the_key_once_its_guard_fails(tiered):
   global GAIN
-  variables = HelperSite().init(jax.random.key(0), X)
-  for step in range(6):
-    GAIN = 1.0 + step
-    HelperSite().apply(variables, X)
+  _apply_with_a_new_gain_each_time(HelperSite)
   GAIN = 1.0
   # Only a trace sees what helpers read: one trace, then the failing guard
   # made GAIN part of the key.
