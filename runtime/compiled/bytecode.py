@@ -255,6 +255,7 @@ def facts(code: types.CodeType) -> CodeFacts:
   calls: dict[int, Call] = {}
   stack = _Stack()
   line = code.co_firstlineno
+  handlers = False  # Python 3.10: a SETUP_* instruction; later, the exception table
   for instruction in dis.get_instructions(code):
     # Python 3.13 made starts_line a flag and added line_number.
     starts = getattr(instruction, 'line_number', None) if hasattr(instruction, 'line_number') else instruction.starts_line
@@ -262,6 +263,7 @@ def facts(code: types.CodeType) -> CodeFacts:
       line = starts
     if instruction.is_jump_target:
       stack.reset()
+    handlers = handlers or instruction.opname in _SETUP_HANDLERS
     if instruction.opname in _GLOBAL_LOADS and instruction.argval not in global_names:
       global_names.append(instruction.argval)
     chain = _chain(stack, instruction)
@@ -274,8 +276,8 @@ def facts(code: types.CodeType) -> CodeFacts:
     _step(stack, instruction, code, stores, line)
   names = set(code.co_names)
   names.update(const for const in code.co_consts if isinstance(const, str))
-  handlers = (bool(code.co_exceptiontable) if hasattr(code, 'co_exceptiontable') else
-              any(i.opname in _SETUP_HANDLERS for i in dis.get_instructions(code)))
+  if hasattr(code, 'co_exceptiontable'):
+    handlers = bool(code.co_exceptiontable)
   return CodeFacts(
       global_names=tuple(global_names),
       attribute_chains=tuple(chains),
