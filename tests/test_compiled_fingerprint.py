@@ -7,6 +7,7 @@ import functools
 import struct
 import types
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -177,3 +178,19 @@ def test_library_objects_that_hold_user_data_are_keyed_by_it(make):
   before = fingerprint(holder)
   holder.gain = -2.0
   assert fingerprint(holder) != before
+
+
+def test_a_jitted_library_function_is_fingerprinted_by_identity():
+  # jax.numpy's jitted functions are checked before every call: identity,
+  # not a walk of their attributes, is enough for what jit holds.
+  assert type(fingerprint(jnp.tanh)).__name__ == 'Identity'
+  assert fingerprint(jnp.tanh) != fingerprint(jnp.sin)
+
+
+def test_a_jitted_user_function_is_fingerprinted_by_what_it_closes_over():
+  gain = 1.0
+  scale = jax.jit(lambda x: gain * x)
+  before = fingerprint(scale)
+  assert type(before).__name__ != 'Identity'
+  gain = 2.0
+  assert fingerprint(scale) != before

@@ -83,6 +83,7 @@ _MAPPINGS = (collections.abc.Mapping,)
 _SEQUENCES = (list, tuple, collections.deque)
 _SETS = (set, frozenset)
 _MISSING = object()
+_JITTED = type(jax.jit(lambda value: value))
 # Library objects that only hold the user's data in their attributes: keyed
 # by that state, not by identity. threading.local shows the calling thread's.
 _DATA_HOLDERS = (types.SimpleNamespace, argparse.Namespace, threading.local)
@@ -203,7 +204,12 @@ class Fingerprinter:
       return self._object(kind, value)
     wrapped = _wrapped_callables(value)
     if wrapped is not None:
-      return Identity(value), tuple(self(item) for item in wrapped)
+      parts = tuple(self(item) for item in wrapped)
+      if kind is _JITTED and all(type(part) is Identity for part in parts):
+        # jax.jit calls the function it was made with, whatever its attributes
+        # say later: the same object, around a library function, does the same.
+        return Identity(value)
+      return Identity(value), parts
     return Identity(value)
 
   def _container(self, kind: type, value: Any) -> Any:
