@@ -269,7 +269,7 @@ class Closure(nn.Module):
         pytest.param('cyclic', (4, 0), 1, id='closure-over-cyclic-list-is-keyed'),
         # Tracing fails once; the entry is then known not to compile.
         pytest.param('value_branch', (4, 4), 1, id='python-branch-on-values-runs-uncompiled'),
-        pytest.param('partial', (0, 0), 0, id='partial-is-not-wrapped'),
+        pytest.param('partial', (4, 4), 0, id='partial-is-not-wrapped'),
     ],
 )
 @compiles

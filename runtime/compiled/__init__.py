@@ -11,7 +11,7 @@ primitive, so forward and backward each run as one compiled program.
 A cached program is reused only when that cannot change what the program
 does, which the modules here establish by concern:
 
-- ``fingerprint``: keys and guard values that differ whenever a Python value
+- ``fingerprint`` and ``keys``: keys and guard values that differ whenever a Python value
   could change a trace;
 - ``bytecode``, ``usercode``, ``monitor`` (with ``monitor_settrace`` and
   ``monitor_events``), ``recorder``, ``effects``: watching the user code a

@@ -16,7 +16,7 @@ import flax
 import jax
 
 from vjpify.runtime import internals
-from vjpify.runtime.compiled import cache, monitor, plumbing, reports, vetting
+from vjpify.runtime.compiled import cache, keys, monitor, plumbing, reports, vetting
 from vjpify.runtime.compiled.fingerprint import Fingerprinter, Unguardable
 from vjpify.runtime.compiled.recorder import EffectFound, Recorder
 
@@ -26,10 +26,6 @@ __all__ = ['FLAX_COMPILES', 'compiled']
 # module differentiates one of its own setup methods that sows (flax 0.8.0);
 # there every call takes the uncompiled path.
 FLAX_COMPILES = internals.FLAX_VERSION >= (0, 10)
-# flax settings that change what a trace computes: rng derivation, the types
-# that variables() returns, the names of adopted submodules.
-_FLAX_FLAGS = ('flax_fix_rng_separator', 'flax_return_frozendict', 'flax_preserve_adopted_names')
-
 
 _WARMING = ('not compiled yet: the calls with this key and these shapes have not yet spent the time compiling '
             'would take (tiered compilation)')
@@ -85,48 +81,6 @@ def _scopes_or_reason(module: Any, primals: tuple, kwargs: dict) -> plumbing.Sco
     return ('under an outer transformation (jax.jit, vmap, a lifted transform) or with numpy inputs: '
             'the outer compilation covers fn')
   return scopes
-
-
-def _filter_key(fingerprinter: Fingerprinter, mutable: Any) -> Any:
-  if isinstance(mutable, internals.DenyList):
-    return internals.DenyList, _filter_key(fingerprinter, mutable.deny)
-  return fingerprinter(mutable)
-
-
-def _root_key(fingerprinter: Fingerprinter, root: Any) -> Any:
-  return (
-      root.name,
-      root.path,
-      root.debug_path,
-      _filter_key(fingerprinter, root.mutable),
-      fingerprinter(dict(root.flags)),
-      tuple((name, frozenset(cols)) for name, cols in root.reservations.items()),
-  )
-
-
-def _key(fingerprinter: Fingerprinter, target: Any, module: Any, scopes: plumbing.Scopes, counters: tuple,
-         site: cache.SiteState) -> Any:
-  state = internals.module_state(module)
-  # The values of the guards that failed at this site before: a key per value.
-  volatile = tuple(Fingerprinter()(guard.current()) for guard in site.volatile)
-  fingerprinter.lifting = True
-  target_key = fingerprinter(target)
-  fingerprinter.lifting = False
-  return (
-      tuple(getattr(flax.config, name, None) for name in _FLAX_FLAGS),
-      target_key,
-      fingerprinter.module(module),
-      scopes.places,
-      tuple(_root_key(fingerprinter, root) for root in scopes.roots),
-      state.in_compact_method,
-      state.in_setup,
-      state.setup_called,
-      state.is_initialized,
-      tuple(state.autoname_cursor.items()),
-      counters,
-      fingerprinter(internals.capture_filter()),
-      volatile,
-  )
 
 
 def _first_line(error: BaseException) -> str:
@@ -229,7 +183,7 @@ def _call_compiled(target: Any, module: Any, scopes: plumbing.Scopes, primals: t
   for _ in range(2):
     fingerprinter = Fingerprinter(arrays=False, places=scopes.place_of)
     try:
-      key = _key(fingerprinter, target, module, scopes, counters, state)
+      key = keys.call_key(fingerprinter, target, module, scopes, counters, state)
     except Unguardable as error:
       return f'cannot key: {error}'
     except RecursionError:
@@ -327,6 +281,13 @@ def _unbound(fn: Any) -> types.FunctionType | None:
     return None
 
 
+def _not_wrapped(fn: Any) -> str:
+  if isinstance(fn, types.FunctionType):
+    return 'fn takes no arguments, so nn.vjp cannot give it the module'
+  return (f'fn is a {type(fn).__name__}, not a function or a Module method, so it runs as nn.vjp calls it '
+          '(a lambda around it can be compiled)')
+
+
 def compiled(fn: Any) -> Any:
   """Wraps the function given to ``nn.vjp`` so that eager calls run through a cached ``jax.jit``.
 
@@ -354,10 +315,15 @@ def compiled(fn: Any) -> Any:
     itself when it is not a plain function or a Module method.
   """
   target = _unbound(fn)
+  caller = sys._getframe(1)  # pylint: disable=protected-access
   if target is None:
+    # nn.vjp gets fn itself; explain() still lists the site, and why.
+    name = getattr(fn, '__name__', type(fn).__name__)
+    reports.site_at(caller.f_code.co_filename, caller.f_lineno, name).ran(_not_wrapped(fn))
+    cache.stats['calls'] += 1
+    cache.stats['fallbacks'] += 1
     return fn
   method = internals.wrap_method_once(target)
-  caller = sys._getframe(1)  # pylint: disable=protected-access
   where = (caller.f_code.co_filename, caller.f_lineno, target.__name__)
   site = reports.site_at(*where)
   state = cache.site_state(where)
