@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument('--first-call-rounds', type=int, default=5, help='fresh processes per side for the first call')
   parser.add_argument('--rounds', type=int, default=101, help='interleaved rounds per eager timing')
   parser.add_argument('--jit-rounds', type=int, default=300, help='interleaved rounds per jitted step timing')
-  parser.add_argument('--compile-rounds', type=int, default=11, help='fresh compilations per side')
+  parser.add_argument('--compile-rounds', type=int, default=21, help='fresh compilations per side')
   parser.add_argument('--tool-rounds', type=int, default=3, help='runs of the tool per tree')
   parser.add_argument('--startup-rounds', type=int, default=15, help='runs per start-up timing')
   parser.add_argument('--reference-rounds', type=int, default=1,
