@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import sys
+import threading
 import time
 import warnings
 
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vjpify.runtime.compiled import heldwarnings
 from vjpify.runtime.compiled.effects import UNKNOWN_ARGUMENT, caught_tracer_error, classify_call, classify_code
 
 OUTLIVING = [1, 2]
@@ -109,3 +111,49 @@ def test_tracer_errors_caught_by_user_code_stop_the_trace():
   assert isinstance(caught[0], jax.errors.ConcretizationTypeError)
   assert caught_tracer_error(KeyError('k')) is None
   assert caught_tracer_error(TypeError('unsupported')) is None
+
+
+def _warn(text: str, category: type = UserWarning) -> None:
+  warnings.warn(text, category)
+
+
+@pytest.mark.parametrize('action', ['default', 'module', 'once', 'always'])
+def test_a_held_warning_is_shown_later_as_if_it_never_was(action):
+  with warnings.catch_warnings(record=True) as shown:
+    warnings.resetwarnings()
+    warnings.simplefilter(action)
+    with heldwarnings.held() as held:
+      _warn('held')
+    assert [str(w.message) for w in held] == ['held'] and not shown
+    _warn('held')
+    _warn('held')
+  assert [str(w.message) for w in shown] == ['held'] * (2 if action == 'always' else 1)
+
+
+def test_holding_a_warning_leaves_what_was_shown_once_elsewhere_alone():
+  # catch_warnings would make every module forget its warnings shown once.
+  with warnings.catch_warnings(record=True) as shown:
+    warnings.resetwarnings()
+    warnings.simplefilter('default')
+    _warn('shown once')
+    with heldwarnings.held() as held:
+      _warn('held')
+    _warn('shown once')
+  assert [str(w.message) for w in held] == ['held']
+  assert [str(w.message) for w in shown] == ['shown once']
+
+
+def test_warnings_of_other_threads_and_of_inner_recorders_pass_through():
+  with warnings.catch_warnings(record=True) as shown:
+    warnings.resetwarnings()
+    warnings.simplefilter('always')
+    with heldwarnings.held() as held:
+      worker = threading.Thread(target=_warn, args=('from another thread',))
+      worker.start()
+      worker.join()
+      with warnings.catch_warnings(record=True) as inner:
+        _warn('recorded inside')
+  assert not held
+  assert [str(w.message) for w in inner] == ['recorded inside']
+  assert [str(w.message) for w in shown] == ['from another thread']
+  assert warnings._showwarnmsg is not heldwarnings._show  # pylint: disable=protected-access

@@ -17,7 +17,8 @@ does, which the modules here establish by concern:
   ``monitor_events``), ``recorder``, ``effects``: watching the user code a
   trace runs, for the values it reads (they become ``guards``) and for
   anything observable it would do (then nothing is cached, and the effect
-  never happens during the trace);
+  never happens during the trace); ``heldwarnings``: warnings a trace
+  would show, held back without touching what Python has shown before;
 - ``vetting``: checks on the traced program, including tracing its backward
   pass before it is used;
 - ``plumbing``: variables, rng counters and results across the compiled call;

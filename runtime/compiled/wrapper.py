@@ -16,7 +16,7 @@ import flax
 import jax
 
 from vjpify.runtime import internals
-from vjpify.runtime.compiled import cache, keys, monitor, plumbing, reports, vetting
+from vjpify.runtime.compiled import cache, heldwarnings, keys, monitor, plumbing, reports, vetting
 from vjpify.runtime.compiled.fingerprint import Fingerprinter, Unguardable
 from vjpify.runtime.compiled.recorder import EffectFound, Recorder
 
@@ -88,6 +88,11 @@ def _first_line(error: BaseException) -> str:
   return f'{type(error).__name__}: {text[0]}' if text else type(error).__name__
 
 
+def _warning(shown: warnings.WarningMessage) -> str:
+  return (f'a warning ({shown.category.__name__}: {str(shown.message).splitlines()[0]} '
+          f'at {shown.filename}:{shown.lineno})')
+
+
 def _roots(target: Any, module: Any) -> list[Any]:
   fields = [getattr(module, field.name, None) for field in dataclasses.fields(module) if field.name != 'parent']
   return [target, type(module), *fields]
@@ -118,7 +123,7 @@ def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerp
     # A warning the trace would show is held back, and the call then runs
     # uncompiled and shows it, as the original shows it on every call. The
     # filters are left as they are: a warning they hide is no effect.
-    with warnings.catch_warnings(record=True) as shown, monitor.watching(recorder):
+    with heldwarnings.held() as shown, monitor.watching(recorder):
       traced = entry.run.trace(*arguments)
   except monitor.MonitorUnavailable as error:
     return f'cannot watch the trace: {error}', []
@@ -136,9 +141,7 @@ def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerp
     # User code caught what stopped the trace (an except BaseException).
     return f'fn {recorder.effect}', _partial_guards(recorder, fingerprinter, entry)
   if shown:
-    warning = shown[0]
-    return (f'the trace issues a warning ({warning.category.__name__}: {str(warning.message).splitlines()[0]} '
-            f'at {warning.filename}:{warning.lineno})'), _partial_guards(recorder, fingerprinter, entry)
+    return f'the trace issues {_warning(shown[0])}', _partial_guards(recorder, fingerprinter, entry)
   covered = fingerprinter.reached_codes | entry.covered_codes
   modules = {**fingerprinter.user_modules, **entry.user_modules}
   try:
@@ -149,9 +152,11 @@ def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerp
   if problem is None and vetting.has_custom_rules(traced.jaxpr):
     primal_count = len(jax.tree_util.tree_leaves(arguments[-1]))
     try:
-      with monitor.watching(recorder):
+      with heldwarnings.held() as shown, monitor.watching(recorder):
         vetting.probe_backward(traced.jaxpr, primal_count)
       guards += recorder.guards(covered, modules)
+      if shown:
+        problem = f'the backward pass issues {_warning(shown[0])}'
     except EffectFound:
       problem = f'the backward pass {recorder.effect}'
     except Unguardable as error:
