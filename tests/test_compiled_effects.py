@@ -157,3 +157,17 @@ def test_warnings_of_other_threads_and_of_inner_recorders_pass_through():
   assert [str(w.message) for w in inner] == ['recorded inside']
   assert [str(w.message) for w in shown] == ['from another thread']
   assert warnings._showwarnmsg is not heldwarnings._show  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize('action, shown_at_once', [('always', False), ('default', True)])
+def test_a_warning_attributed_to_no_frame_is_held_only_when_nothing_recorded_it(action, shown_at_once):
+  # warn_explicit with a registry of its own: what it registered cannot be
+  # undone, so it is shown at once (and the registry keeps it from showing again).
+  registry = {}
+  with warnings.catch_warnings(record=True) as shown:
+    warnings.resetwarnings()
+    warnings.simplefilter(action)
+    with heldwarnings.held() as held:
+      warnings.warn_explicit('elsewhere', UserWarning, 'generated.py', 3, registry=registry)
+  assert [str(w.message) for w in held] == ['elsewhere']
+  assert [str(w.message) for w in shown] == (['elsewhere'] if shown_at_once else [])

@@ -47,11 +47,17 @@ def _matches(pattern: Any, text: Any) -> bool:
   return bool(pattern.match(text))
 
 
-def _action(text: str, category: type, lineno: int, module: str) -> str:
-  """The action ``warnings.filters`` choose for a warning, as the C implementation chooses it."""
+def _action(text: str, category: type, lineno: int, module: str | None) -> str | None:
+  """The action ``warnings.filters`` choose for a warning, as the C implementation chooses it.
+
+  None when that depends on the module, and the module is not known.
+  """
   for action, message, kind, module_pattern, line in warnings.filters:
-    if (_matches(message, text) and issubclass(category, kind) and _matches(module_pattern, module)
-        and (line == 0 or line == lineno)):
+    if not (_matches(message, text) and issubclass(category, kind) and (line == 0 or line == lineno)):
+      continue
+    if module_pattern is not None and module is None:
+      return None
+    if _matches(module_pattern, module):
       return action
   return warnings.defaultaction
 
@@ -71,18 +77,16 @@ def _globals_of(filename: str, lineno: int) -> dict | None:
 def _forget(message: warnings.WarningMessage) -> bool:
   """Removes what showing ``message`` added to the registries; False when that cannot be known."""
   namespace = _globals_of(message.filename, message.lineno)
-  if namespace is None:
-    return False
-  registry = namespace.get('__warningregistry__')
-  module = namespace.get('__name__')
-  if not isinstance(module, str) or not isinstance(registry, dict):
-    return False
+  registry = namespace.get('__warningregistry__') if namespace is not None else None
+  module = namespace.get('__name__') if namespace is not None else None
   text, category = str(message.message), message.category
   try:
-    added = _REGISTERED.get(_action(text, category, message.lineno, module))
+    added = _REGISTERED.get(_action(text, category, message.lineno, module if isinstance(module, str) else None))
   except Exception:  # pylint: disable=broad-except  (a filter that cannot match this text)
     return False
-  if added is None:
+  if added == ():  # 'always' registers nothing
+    return True
+  if added is None or not isinstance(registry, dict) or not isinstance(module, str):
     return False
   for entry in added:
     registry.pop((text, category, message.lineno) if entry == 'place' else (text, category), None)
