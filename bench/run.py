@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--only', choices=('runtime', 'patterns', 'tool'), help='run one part only')
   parser.add_argument('--pattern-rounds', type=int, default=5, help='interleaved rounds per call pattern')
-  parser.add_argument('--first-call-rounds', type=int, default=5, help='fresh processes per side for the first call')
+  parser.add_argument('--first-call-rounds', type=int, default=11, help='fresh processes per side for the first call')
   parser.add_argument('--rounds', type=int, default=101, help='interleaved rounds per eager timing')
   parser.add_argument('--jit-rounds', type=int, default=300, help='interleaved rounds per jitted step timing')
   parser.add_argument('--compile-rounds', type=int, default=21, help='fresh compilations per side')
