@@ -76,17 +76,18 @@ def _globals_of(filename: str, lineno: int) -> dict | None:
 
 def _forget(message: warnings.WarningMessage) -> bool:
   """Removes what showing ``message`` added to the registries; False when that cannot be known."""
-  namespace = _globals_of(message.filename, message.lineno)
-  registry = namespace.get('__warningregistry__') if namespace is not None else None
-  module = namespace.get('__name__') if namespace is not None else None
+  namespace = _globals_of(message.filename, message.lineno) or {}
+  registry = namespace.get('__warningregistry__')
+  module = namespace.get('__name__')
+  module = module if isinstance(module, str) else None
   text, category = str(message.message), message.category
   try:
-    added = _REGISTERED.get(_action(text, category, message.lineno, module if isinstance(module, str) else None))
+    added = _REGISTERED.get(_action(text, category, message.lineno, module))
   except Exception:  # pylint: disable=broad-except  (a filter that cannot match this text)
     return False
   if added == ():  # 'always' registers nothing
     return True
-  if added is None or not isinstance(registry, dict) or not isinstance(module, str):
+  if added is None or module is None or not isinstance(registry, dict):
     return False
   for entry in added:
     registry.pop((text, category, message.lineno) if entry == 'place' else (text, category), None)
