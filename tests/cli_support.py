@@ -46,7 +46,7 @@ PLAIN_SITE = COMPILED_SITE.replace('compiled(lambda mdl, x: mdl(x))', 'lambda md
 # A file that cannot hold a site: the prefilter skips it unparsed.
 PLAIN = 'def f(x):\n  return x + 1\n'
 
-SKIPPED_DIAGNOSTIC = ':12:10: nn.grad(...) is not inside a flax.linen.Module subclass'
+SKIPPED_DIAGNOSTIC = ':12:10: VJ202 nn.grad(...) is not inside a flax.linen.Module subclass'
 
 TIMEOUT_S = 120
 

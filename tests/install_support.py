@@ -98,7 +98,7 @@ def outside(f, m, x):
   return nn.grad(f, m, x)
 '''
 
-USER_SKIPPED = 'src/userpkg/model.py:13:10: nn.grad(...) is not inside a flax.linen.Module subclass'
+USER_SKIPPED = 'src/userpkg/model.py:13:10: VJ202 nn.grad(...) is not inside a flax.linen.Module subclass'
 
 # Runs the model; prints where it was imported from and its gradient.
 RUN_USER_MODEL = '''

@@ -25,10 +25,16 @@ def test_transform_source_returns_code_and_sites():
       (8, 12, 'grad', 'rewritten'), (12, 10, 'grad', 'skipped')]
 
 
-def test_transform_source_skips_files_without_sites_unparsed():
-  # Unparseable, but the prefilter never gets as far as parsing it.
-  result = transform_source('def (:\n', 'x.py')
-  assert not result.changed and result.sites == ()
+@pytest.mark.parametrize('call', [
+    pytest.param(lambda: transform_source('def f(:\n', 'x.py'), id='source'),
+    pytest.param(lambda: transform_bytes(b'def f(:\n', 'x.py'), id='bytes'),
+])
+def test_code_that_does_not_parse_raises_even_without_flax(call):
+  # The prefilter rules the text out unparsed, but the API promises the error.
+  with pytest.raises(TransformError) as caught:
+    call()
+  assert str(caught.value) == 'x.py:1:7: VJ001 cannot parse: invalid syntax; file left unchanged; fix the syntax error'
+  assert caught.value.site.code == 'VJ001'
 
 
 @pytest.mark.parametrize('data, expected', [

@@ -199,7 +199,7 @@ def test_stdin_error_writes_nothing(tmp_path):
   result = vjpify('-', cwd=tmp_path, stdin=b'import flax\ngrad(\n')
   assert result.returncode == 2
   assert result.stdout == b''
-  assert "-:2:5: cannot parse: '(' was never closed" in result.stderr
+  assert "-:2:5: VJ001 cannot parse: '(' was never closed" in result.stderr
   assert_no_traceback(result)
 
 
@@ -231,7 +231,8 @@ def test_report_lists_every_site(project):
       ('model.py', 8, 12, 'grad', 'rewritten'),
       ('model.py', 12, 10, 'grad', 'skipped'),
   ]
-  assert all(set(s) == {'path', 'line', 'col', 'kind', 'action', 'reason'} for s in report['sites'])
+  assert all(set(s) == {'path', 'line', 'col', 'code', 'kind', 'action', 'reason'} for s in report['sites'])
+  assert [s['code'] for s in report['sites']] == ['VJ001', 'VJ990', 'VJ202']
   assert 'not inside a flax.linen.Module' in report['sites'][2]['reason']
 
 
@@ -258,7 +259,7 @@ def test_quiet_prints_only_errors(project):
   write(project / 'broken.py', 'import flax\ngrad(\n')
   result = vjpify('--quiet', '.', cwd=project)
   assert result.returncode == 2
-  assert result.stderr.splitlines() == ["broken.py:2:5: cannot parse: '(' was never closed; "
+  assert result.stderr.splitlines() == ["broken.py:2:5: VJ001 cannot parse: '(' was never closed; "
                                         'file left unchanged; fix the syntax error']
   assert (project / 'model.py').read_text() == REWRITTEN
 

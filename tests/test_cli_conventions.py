@@ -61,7 +61,8 @@ def test_stdin_filename_names_standard_input_in_messages(tmp_path):
   assert result.stdout == REWRITTEN.encode()
   diagnostic, summary = result.stderr.splitlines()
   assert diagnostic.startswith(f'src/model.py{SKIPPED_DIAGNOSTIC}')
-  assert summary == 'vjpify: 1 file scanned, 1 changed, 1 site rewritten, 1 skipped, 0 errors'
+  assert summary == ('vjpify: 1 file scanned (src/model.py, from standard input), 1 changed, 1 site rewritten, '
+                     '1 skipped, 0 errors')
 
 
 def test_stdin_filename_names_the_diff_and_the_report(tmp_path):
@@ -76,7 +77,7 @@ def test_stdin_filename_in_an_error(tmp_path):
   result = vjpify('--stdin-filename', 'src/broken.py', '-', cwd=tmp_path, stdin=b'import flax\ngrad(\n')
   assert result.returncode == 2
   assert result.stdout == b''
-  assert "src/broken.py:2:5: cannot parse: '(' was never closed" in result.stderr
+  assert "src/broken.py:2:5: VJ001 cannot parse: '(' was never closed" in result.stderr
   assert 'vjpify: 1 file failed: src/broken.py' in result.stderr
 
 

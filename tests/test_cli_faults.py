@@ -50,7 +50,7 @@ def test_disk_full_in_place(tmp_path):
     write(tmp_path / name, SOURCE)
   result = vjpify('.', cwd=tmp_path, command=patched(_DISK_FULL))
   assert result.returncode == 2
-  assert f'full.py:1:1: cannot write the file: {_NO_SPACE}' in result.stderr.splitlines()
+  assert f'full.py: VJ030 cannot write the file: {_NO_SPACE}' in result.stderr.splitlines()
   assert result.stderr.splitlines()[-1] == 'vjpify: 1 file failed: full.py'
   assert [(tmp_path / name).read_text() for name in ('a.py', 'full.py', 'z.py')] == [REWRITTEN, SOURCE, REWRITTEN]
   assert _names(tmp_path) == ['a.py', 'full.py', 'z.py']
@@ -64,7 +64,7 @@ def test_disk_full_out_dir_and_report(tmp_path):
   before = snapshot(tmp_path / 'src')
   result = vjpify('src', '--out-dir', 'out', '--report', 'full-report.json', cwd=tmp_path, command=patched(_DISK_FULL))
   assert result.returncode == 2
-  assert f'src/pkg/full.py:1:1: cannot write the file: {_NO_SPACE}' in result.stderr.splitlines()
+  assert f'src/pkg/full.py: VJ030 cannot write the file: {_NO_SPACE}' in result.stderr.splitlines()
   assert f'vjpify: error: --report full-report.json: cannot write the file: {_NO_SPACE}' in result.stderr
   assert result.stderr.splitlines()[-1] == 'vjpify: 1 file failed: src/pkg/full.py'
   assert snapshot(tmp_path / 'src') == before
@@ -110,7 +110,7 @@ def test_read_only_file_system_in_place(tmp_path):
   write(tmp_path / 'rw/model.py', SOURCE)
   result = vjpify('.', cwd=tmp_path, command=patched(_READ_ONLY))
   assert result.returncode == 2
-  assert (f'ro-mount/model.py:1:1: cannot write the file: {_read_only("file left unchanged")}'
+  assert (f'ro-mount/model.py: VJ030 cannot write the file: {_read_only("file left unchanged")}'
           in result.stderr.splitlines())
   assert result.stderr.splitlines()[-1] == 'vjpify: 1 file failed: ro-mount/model.py'
   assert (tmp_path / 'ro-mount/model.py').read_text() == SOURCE
@@ -128,9 +128,9 @@ def test_read_only_file_system_under_out_dir(tmp_path):
   result = vjpify('src', '--out-dir', 'out', '--copy-other-files', cwd=tmp_path, command=patched(_READ_ONLY))
   assert result.returncode == 2
   lines = result.stderr.splitlines()
-  assert f'src/ro-mount/data.json:1:1: cannot copy the file: {_read_only("not copied")}' in lines
-  assert f'src/ro-mount/model.py:1:1: cannot write the file: {_read_only("file left unchanged")}' in lines
-  assert ('src/ro-mount/sub/plain.py:1:1: cannot create the folder out/ro-mount/sub: '
+  assert f'src/ro-mount/data.json: VJ032 cannot copy the file: {_read_only("not copied")}' in lines
+  assert f'src/ro-mount/model.py: VJ030 cannot write the file: {_read_only("file left unchanged")}' in lines
+  assert ('src/ro-mount/sub/plain.py: VJ033 cannot create the folder out/ro-mount/sub: '
           f'{_read_only("nothing written there")}') in lines
   assert lines[-1] == ('vjpify: 3 files failed: src/ro-mount/data.json, src/ro-mount/model.py, '
                        'src/ro-mount/sub/plain.py')
@@ -219,7 +219,7 @@ def test_worker_that_dies_on_a_file_fails_that_file_only(tmp_path, how, ended, a
     write(tree / name, SOURCE)
   result = vjpify('--jobs=2', '--report', '../report.json', '.', cwd=tree, command=_worker_faults(flags))
   assert result.returncode == 2, result.stderr
-  assert (f'{crash}:1:1: the worker process transforming this file died, also when run again with this '
+  assert (f'{crash}: VJ091 the worker process transforming this file died, also when run again with this '
           f'file alone ({ended}); file left unchanged; {advice}') in result.stderr.splitlines()
   assert result.stderr.splitlines()[-2:] == [
       'vjpify: 9 files scanned, 8 changed, 8 sites rewritten, 8 skipped, 1 error',

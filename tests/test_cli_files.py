@@ -215,7 +215,7 @@ raise SystemExit(main(sys.argv[1:]))
   before = snapshot(tmp_path)
   result = vjpify('.', cwd=tmp_path, command=(sys.executable, '-c', program))
   assert result.returncode == 2
-  assert ('model.py:8:12: internal error: the rewritten file does not compile '
+  assert ('model.py:8:12: VJ092 internal error: the rewritten file does not compile '
           "(unmatched ')'); file left unchanged; please report this with the file") in result.stderr
   assert snapshot(tmp_path) == before
   assert_no_traceback(result)
@@ -231,7 +231,7 @@ def test_unwritable_file_is_an_error_and_the_rest_is_written(tmp_path):
   finally:
     (tmp_path / 'locked').chmod(0o755)
   assert result.returncode == 2
-  assert ('locked/model.py:1:1: cannot write the file: permission denied; file left unchanged; '
+  assert ('locked/model.py: VJ030 cannot write the file: permission denied; file left unchanged; '
           'check its permissions') in result.stderr
   assert (tmp_path / 'locked/model.py').read_text() == SOURCE
   assert (tmp_path / 'open/model.py').read_text() == REWRITTEN
@@ -248,16 +248,16 @@ _BAD = {
 }
 
 _MESSAGES = {
-    'syntax.py': re.escape('syntax.py:13:12: cannot parse: ') + '.+' + re.escape('; file left unchanged; fix the syntax error'),
-    'latin.py': re.escape('latin.py:2:6: byte 0xe9 is not valid UTF-8 and the file declares no other encoding; '
+    'syntax.py': re.escape('syntax.py:13:12: VJ001 cannot parse: ') + '.+' + re.escape('; file left unchanged; fix the syntax error'),
+    'latin.py': re.escape('latin.py:2:6: VJ021 byte 0xe9 is not valid UTF-8 and the file declares no other encoding; '
                           "skipped; save it as UTF-8 or add a '# -*- coding: <encoding> -*-' line"),
-    'binary.py': re.escape('binary.py:1:5: contains a NUL byte, so it is binary data rather than Python source'),
-    'bogus_coding.py': re.escape('bogus_coding.py:1:1: has an unusable coding declaration (unknown encoding: bogus)'),
-    'unreadable.py': re.escape('unreadable.py:1:1: cannot read the file: permission denied; skipped'),
-    'missing.py': re.escape('missing.py:1:1: cannot read the file: no such file or directory; skipped; check the path'),
-    'loop.py': re.escape('loop.py:1:1: cannot read the file: a symbolic link loop; skipped'),
-    'fifo.py': re.escape('fifo.py:1:1: cannot read the file: not a regular file but a pipe, socket or device'),
-    'x.py': re.escape('x.py:1:1: cannot read the file: it is a directory; skipped; '
+    'binary.py': re.escape('binary.py:1:5: VJ020 contains a NUL byte, so it is binary data rather than Python source'),
+    'bogus_coding.py': re.escape('bogus_coding.py: VJ022 has an unusable coding declaration (unknown encoding: bogus)'),
+    'unreadable.py': re.escape('unreadable.py: VJ010 cannot read the file: permission denied; skipped'),
+    'missing.py': re.escape('missing.py: VJ010 cannot read the file: no such file or directory; skipped; check the path'),
+    'loop.py': re.escape('loop.py: VJ010 cannot read the file: a symbolic link loop; skipped'),
+    'fifo.py': re.escape('fifo.py: VJ011 cannot read the file: not a regular file but a pipe, socket or device'),
+    'x.py': re.escape('x.py: VJ010 cannot read the file: it is a directory; skipped; '
                       'add a trailing / to the path to process the files in it'),
 }
 

@@ -37,7 +37,7 @@ def test_mirrors_python_files_and_leaves_the_input_alone(tree):
   assert (tree / 'out/pkg/plain.py').read_text() == PLAIN
   assert (tree / 'out/model.py').stat().st_mode & 0o7777 == 0o755
   assert 'Rewriting src/model.py -> out/model.py' in result.stderr.splitlines()
-  assert "src/pkg/broken.py:2:5: cannot parse: '(' was never closed" in result.stderr
+  assert "src/pkg/broken.py:2:5: VJ001 cannot parse: '(' was never closed" in result.stderr
   assert_no_traceback(result)
 
 
@@ -56,7 +56,7 @@ def test_a_build_exits_0_and_says_what_it_wrote(tree):
   assert result.returncode == 0, result.stderr
   assert result.stderr.splitlines()[-3:] == [
       'Rewriting src/model.py -> out/model.py',
-      'vjpify: 2 files scanned, 1 changed, 1 site rewritten, 1 skipped, 0 errors',
+      'vjpify: 2 files scanned, 1 site rewritten, 1 skipped, 0 errors',
       'vjpify: out: 2 files written, 0 up to date',
   ]
 
@@ -73,7 +73,7 @@ def test_second_build_writes_nothing_and_says_so(tree):
   assert snapshot(tree / 'out') == before
   assert result.stderr.splitlines()[-3:] == [
       'Up to date src/model.py -> out/model.py',
-      'vjpify: 2 files scanned, 1 changed, 1 site rewritten, 1 skipped, 0 errors',
+      'vjpify: 2 files scanned, 1 site rewritten, 1 skipped, 0 errors',
       'vjpify: out: 0 files written, 4 up to date',
   ]
 

@@ -47,7 +47,7 @@ def test_config_errors_name_the_file_and_line(tmp_path):
     settings_for(str(tmp_path))
   assert (caught.value.line, caught.value.column) == (5, 1)
   assert caught.value.format().endswith(
-      ":5:1: 'strict' in [tool.vjpify] must be true or false, not 'yes' (a string); nothing was rewritten; "
+      ":5:1: VJ106 'strict' in [tool.vjpify] must be true or false, not 'yes' (a string); nothing was rewritten; "
       'fix the value')
   assert caught.value.path.endswith(str(path.name))
 
@@ -69,7 +69,7 @@ def test_strict_option_fails_on_sites_left_unchanged(tmp_path):
   assert result.returncode == 1
   # Even --quiet shows the sites that fail a strict run, and nothing else.
   assert result.stderr.splitlines() == [
-      'model.py:12:10: nn.grad(...) is not inside a flax.linen.Module subclass defined in this file; '
+      'model.py:12:10: VJ202 nn.grad(...) is not inside a flax.linen.Module subclass defined in this file; '
       'left unchanged; call it from a Module method to have it rewritten']
 
 
@@ -97,7 +97,7 @@ def test_configuration_applies_and_a_missing_config_file_is_an_error(tmp_path):
   assert result.returncode == 1 and '+        lambda mdl, x: mdl(x), nn.Dense(3), x,' in result.stdout
   bad = vjpify('--config', 'missing.toml', 'model.py', cwd=tmp_path)
   assert bad.returncode == 2
-  assert bad.stderr == ('missing.toml:1:1: cannot read the configuration: no such file or directory; '
+  assert bad.stderr == ('missing.toml: VJ101 cannot read the configuration: no such file or directory; '
                         'nothing was rewritten; check the path\n')
 
 

@@ -7,7 +7,8 @@ LibCST command, nodes, layout, imports), ``files`` (input and output),
 ``config`` (``[tool.vjpify]``) and ``cli`` (the command line and the
 runner); ``pipeline`` takes one file through them and ``api`` is the public
 face. ``build_hooks`` is a front end like ``cli``: the setuptools command
-and the hatchling hook, each loading its backend alone.
+and the hatchling hook, each loading its backend alone. ``codes``, the table
+of diagnostic codes, is data that every stage may read.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ MODULES = sorted(TRANSFORMER.rglob('*.py'))
 # For each stage or front module, the parts of the transformer it may
 # import (a part covers its submodules).
 ALLOWED = {
-    'diagnostics': (),
+    'codes': (),
+    'diagnostics': ('codes',),
     'settings': (),
-    'files': ('files',),
-    'find': ('find', 'diagnostics', 'settings'),
-    'rewrite': ('rewrite', 'find', 'diagnostics', 'settings'),
-    'pipeline': ('find', 'rewrite', 'files', 'diagnostics', 'settings'),
-    'config': ('config', 'files', 'settings'),
-    'cli': ('cli', 'pipeline', 'find.prefilter', 'files', 'config', 'diagnostics', 'settings'),
+    'files': ('files', 'codes'),
+    'find': ('find', 'codes', 'diagnostics', 'settings'),
+    'rewrite': ('rewrite', 'find', 'codes', 'diagnostics', 'settings'),
+    'pipeline': ('find', 'rewrite', 'files', 'codes', 'diagnostics', 'settings'),
+    'config': ('config', 'files', 'codes', 'settings'),
+    'cli': ('cli', 'pipeline', 'find.prefilter', 'files', 'config', 'codes', 'diagnostics', 'settings'),
     'api': ('cli.runner', 'pipeline', 'files', 'diagnostics', 'settings'),
     'build_hooks': ('build_hooks', 'cli.runner', 'cli.report', 'files', 'config', 'diagnostics', 'settings'),
     '__init__': ('api', 'config.load', 'diagnostics', 'find.prefilter', 'rewrite.command', 'settings'),
@@ -40,7 +42,8 @@ ALLOWED = {
 
 # What the command line loads for every file, before it knows whether any
 # may hold a site: libcst must not come with it.
-WITHOUT_LIBCST = ('files', 'config', 'cli', 'build_hooks', 'pipeline', 'api', 'settings', 'diagnostics', '__init__',
+WITHOUT_LIBCST = ('files', 'config', 'cli', 'build_hooks', 'pipeline', 'api', 'settings', 'codes', 'diagnostics',
+                  '__init__',
                   '__main__',
                   'find/prefilter.py', 'find/reduction.py', 'find/targets.py', 'find/__init__.py')
 
@@ -90,7 +93,9 @@ def test_each_module_says_what_it_is_for_and_stays_short(path):
 
 
 def test_the_top_of_the_transformer_holds_the_front_only():
-  assert len(list(TRANSFORMER.glob('*.py'))) <= 6
+  # The front (api, __init__, __main__), the spine (pipeline) and the
+  # values every stage shares (settings, diagnostics and their codes).
+  assert len(list(TRANSFORMER.glob('*.py'))) <= 7
   assert {p.name for p in TRANSFORMER.iterdir() if p.is_dir() and p.name != '__pycache__'} == {
       'find', 'rewrite', 'files', 'config', 'cli', 'build_hooks'}
 

@@ -33,10 +33,21 @@ from vjpify.transformer.files.problems import SourceProblem
 from vjpify.transformer.files.source import read_source
 from vjpify.transformer.files.walk import plan
 from vjpify.transformer.files.write import write_atomically
-from vjpify.transformer.pipeline import file_error, transform_data, transform_text
+from vjpify.transformer.pipeline import file_error, syntax_error, transform_data, transform_text
 from vjpify.transformer.settings import Settings
 
 __all__ = ['transform_bytes', 'transform_file', 'transform_source', 'transform_tree']
+
+
+def _parsed(result, path: str):
+  """``result``, unless its text does not parse: files that cannot hold a
+  site skip the pass unparsed, but these functions promise the error."""
+  if not result.sites:
+    code = result.original if isinstance(result.original, str) else result.original.decode(result.encoding)
+    error = syntax_error(code, path)
+    if error is not None:
+      raise error
+  return result
 
 
 def _settings(settings: Settings | None, **given) -> Settings:
@@ -71,7 +82,7 @@ def transform_source(code: str, path: str = '<string>', *, jit: bool | None = No
   Raises:
     TransformError: ``code`` does not parse, or the rewrite does not compile.
   """
-  return transform_text(code, path, _settings(settings, jit=jit))
+  return _parsed(transform_text(code, path, _settings(settings, jit=jit)), path)
 
 
 def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool | None = None,
@@ -95,7 +106,7 @@ def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool | None = No
     TransformError: ``data`` is not decodable Python source, does not parse,
       or the rewrite does not compile.
   """
-  return transform_data(data, path, _settings(settings, jit=jit))
+  return _parsed(transform_data(data, path, _settings(settings, jit=jit)), path)
 
 
 def transform_file(path: str, *, write: bool = False, jit: bool | None = None,
@@ -121,7 +132,7 @@ def transform_file(path: str, *, write: bool = False, jit: bool | None = None,
     data = read_source(path)
   except SourceProblem as problem:
     raise file_error(path, problem) from None
-  result = transform_data(data, path, _settings(settings, jit=jit))
+  result = _parsed(transform_data(data, path, _settings(settings, jit=jit)), path)
   if write and result.changed:
     try:
       write_atomically(path, result.code)

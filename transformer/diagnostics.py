@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from vjpify.transformer import codes
+
 REWRITTEN = 'rewritten'
 SKIPPED = 'skipped'
 ERROR = 'error'
@@ -18,43 +20,58 @@ ERROR = 'error'
 FILE = 'file'
 
 # What a skipped site's reason says when an opt-out comment asked for it.
-REQUESTED = "left unchanged at the user's request"
+REQUESTED = codes.REQUESTED
 
 
 @dataclasses.dataclass(frozen=True)
 class Site:
   """One place the pass looked at: a call it rewrote or left alone.
 
-  ``line`` and ``column`` are 1-based, as compilers print them. ``kind`` is
-  ``grad``, ``value_and_grad``, ``reference`` (named but not called) or
-  ``file`` (the file itself, for example a syntax error).
+  ``line`` and ``column`` are 1-based, as compilers print them, or both
+  None for a problem with the file as a whole (it cannot be read, say).
+  ``kind`` is ``grad``, ``value_and_grad``, ``reference`` (named but not
+  called) or ``file`` (the file itself, for example a syntax error).
+  ``code`` is the reason's stable code (``vjpify.transformer.codes``).
   """
 
   path: str
-  line: int
-  column: int
+  line: int | None
+  column: int | None
   kind: str
   action: str
   reason: str
+  code: str
 
   @classmethod
-  def file_error(cls, path: str, reason: str, line: int = 1, column: int = 1) -> Site:
+  def file_error(cls, path: str, code: str, reason: str, line: int | None = None,
+                 column: int | None = None) -> Site:
     """The error for a file left as it was: ``reason`` says what was found,
     that the file was left alone, and what to do; ``line`` and ``column``
     point at the cause when there is one."""
-    return cls(path, line, column, FILE, ERROR, reason)
+    return cls(path, line, column, FILE, ERROR, reason, code)
 
   def format(self) -> str:
-    return f'{self.path}:{self.line}:{self.column}: {self.reason}'
+    """``path:line:col: CODE reason``, or ``path: CODE reason`` for the file
+    as a whole."""
+    where = self.path if self.line is None else f'{self.path}:{self.line}:{self.column}'
+    return f'{where}: {self.code} {self.reason}'
 
   @property
   def requested(self) -> bool:
     """Whether the site was left alone because a ``# vjpify: skip`` or
     ``# vjpify: skip-file`` comment asked for it."""
-    return self.action == SKIPPED and REQUESTED in self.reason
+    return codes.kind(self.code) == codes.REQUESTED
+
+  @property
+  def left_unchanged(self) -> bool:
+    """Whether the site was left unchanged for a reason of vjpify's own:
+    what ``--strict`` fails on."""
+    return codes.kind(self.code) == codes.LEFT_UNCHANGED
 
   def as_dict(self) -> dict[str, object]:
-    return dataclasses.asdict(self)
+    """The site as the JSON report gives it."""
+    return {'path': self.path, 'line': self.line, 'col': self.column, 'code': self.code, 'kind': self.kind,
+            'action': self.action, 'reason': self.reason}
 
 
 class TransformError(Exception):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 
+from vjpify.transformer.codes import code as _code
 from vjpify.transformer.diagnostics import REWRITTEN, FileResult, Site, TransformError, TransformResult
 from vjpify.transformer.files.problems import SourceProblem
 from vjpify.transformer.files.source import decode_source, encode_source
@@ -31,7 +32,7 @@ _REPORT_IT = 'the file compiles, so please report this with the file'
 
 def file_error(path: str, problem: SourceProblem) -> TransformError:
   """The error for a file that cannot be read, decoded, encoded or written."""
-  return TransformError(Site.file_error(path, problem.reason, problem.line, problem.column))
+  return TransformError(Site.file_error(path, problem.code, problem.reason, problem.line, problem.column))
 
 
 def _syntax_error(code: str, path: str) -> SyntaxError | None:
@@ -43,9 +44,18 @@ def _syntax_error(code: str, path: str) -> SyntaxError | None:
   return None
 
 
-def _file_error_at(path: str, error: SyntaxError, what: str) -> TransformError:
+def _file_error_at(path: str, error: SyntaxError, what: str, code: str = 'syntax-error') -> TransformError:
   return TransformError(Site.file_error(
-      path, f'{what}: {error.msg}; file left unchanged; fix the syntax error', error.lineno or 1, error.offset or 1))
+      path, _code(code), f'{what}: {error.msg}; file left unchanged; fix the syntax error', error.lineno or 1, error.offset or 1))
+
+
+def syntax_error(code: str, path: str) -> TransformError | None:
+  """The error for ``code`` if Python cannot parse it, else None: for
+  callers that promise one even where the prefilter parses nothing."""
+  if parse_quietly(code) is not None:
+    return None
+  error = _syntax_error(code, path)
+  return None if error is None else _file_error_at(path, error, 'cannot parse')
 
 
 def _rewrite_error(new_code: str, original: str, path: str, sites: tuple[Site, ...]) -> TransformError | None:
@@ -57,11 +67,11 @@ def _rewrite_error(new_code: str, original: str, path: str, sites: tuple[Site, .
   # say); that is the file's fault, not the rewrite's.
   original_error = _syntax_error(original, path)
   if original_error is not None:
-    return _file_error_at(path, original_error, 'does not compile')
+    return _file_error_at(path, original_error, 'does not compile', 'does-not-compile')
   first = next((s for s in sites if s.action == REWRITTEN), None)
   line, column = (first.line, first.column) if first else (1, 1)
   return TransformError(Site.file_error(
-      path, f'internal error: the rewritten file does not compile ({broken.msg}); '
+      path, _code('invalid-rewrite'), f'internal error: the rewritten file does not compile ({broken.msg}); '
       'file left unchanged; please report this with the file', line, column))
 
 
@@ -72,7 +82,7 @@ def _parse_error(code: str, path: str, error) -> TransformError:
   if syntax_error is not None:
     return _file_error_at(path, syntax_error, 'cannot parse')
   return TransformError(Site.file_error(
-      path, f'cannot parse: {error.message}; file left unchanged; {_REPORT_IT}', error.raw_line,
+      path, _code('parser-disagrees'), f'cannot parse: {error.message}; file left unchanged; {_REPORT_IT}', error.raw_line,
       error.raw_column + 1))
 
 
@@ -123,12 +133,13 @@ def _checked(code: str, path: str, run) -> TransformResult:
     syntax_error = _syntax_error(code, path)
     if syntax_error is not None:
       raise _file_error_at(path, syntax_error, 'cannot parse') from None
-    raise TransformError(Site.file_error(path, f'cannot parse: {error}; file left unchanged; {_REPORT_IT}')) from None
+    raise TransformError(Site.file_error(
+        path, _code('parser-disagrees'), f'cannot parse: {error}; file left unchanged; {_REPORT_IT}')) from None
   except RecursionError:
     # LibCST's visitors recurse once per nesting level; Python compiles code
     # nested deeper than that (long elif chains, thousands of adjacent strings).
     raise TransformError(Site.file_error(
-        path, 'nested too deeply for the pass (Python recursion limit reached); '
+        path, _code('too-deeply-nested'), 'nested too deeply for the pass (Python recursion limit reached); '
         'file left unchanged; split the deepest expression or elif chain to have it rewritten')) from None
   sites = tuple(sorted(found, key=lambda s: (s.line, s.column)))
   if new_code != code:
@@ -178,7 +189,7 @@ def transform_data(data: bytes, path: str, settings: Settings) -> FileResult:
     return FileResult(path, data, data, result.sites, encoding)
   try:
     if encode_source(text, encoding) != data:
-      raise SourceProblem(f'decoding and re-encoding the file as {encoding} does not give back '
+      raise SourceProblem(_code('encoding-round-trip'), f'decoding and re-encoding the file as {encoding} does not give back '
                           'its bytes; file left unchanged; save it as UTF-8')
     code = encode_source(result.code, encoding)
   except SourceProblem as problem:

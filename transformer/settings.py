@@ -38,7 +38,9 @@ class Settings(NamedTuple):
   for it (``--strict``). ``default_exclude``: globs that replace the default
   excludes of folder walks (the ``exclude`` key of ``[tool.vjpify]``; None:
   the defaults). ``extend_exclude``: globs added to those
-  (``--extend-exclude``).
+  (``--extend-exclude``). ``ignore``: codes of sites left unchanged that
+  are not reported and do not fail ``--strict`` (the ``ignore`` key,
+  ``--ignore``; prefixes already expanded).
   """
 
   jit: bool = True
@@ -50,6 +52,7 @@ class Settings(NamedTuple):
   extend_exclude: tuple[str, ...] = ()
   force_exclude: bool = False
   respect_gitignore: bool = True
+  ignore: tuple[str, ...] = ()
 
   @classmethod
   def from_args(cls, args, base: Settings | None = None) -> Settings:
@@ -59,7 +62,8 @@ class Settings(NamedTuple):
     gives in place of, or for the globs added to, its value."""
     base = base or cls(jobs=default_jobs())
     given = {'exclude': (*base.exclude, *getattr(args, 'exclude', ())),
-             'extend_exclude': (*base.extend_exclude, *getattr(args, 'extend_exclude', ()))}
+             'extend_exclude': (*base.extend_exclude, *getattr(args, 'extend_exclude', ())),
+             'ignore': tuple(dict.fromkeys((*base.ignore, *(c for cs in getattr(args, 'ignore', ()) for c in cs))))}
     for field in ('jit', 'jobs', 'strict', 'force_exclude', 'respect_gitignore'):
       if getattr(args, field, None) is not None:
         given[field] = getattr(args, field)

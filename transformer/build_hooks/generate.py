@@ -34,12 +34,13 @@ def _project_settings(root: str) -> Settings:
   process, as a build backend runs its steps.
 
   Raises:
-    BuildFailed: the configuration cannot be used (its message says where).
+    BuildFailed: the configuration cannot be used; the message is the one
+      ``path:line:col: CODE ...`` line that says where and why.
   """
   try:
     return settings_for(root, defaults=Settings(jobs=1))
   except ConfigError as error:
-    raise BuildFailed(f'vjpify cannot read its configuration, so the build stops:\n{error.format()}') from None
+    raise BuildFailed(error.format()) from None
 
 
 class Output(NamedTuple):
@@ -73,14 +74,14 @@ class Generation:
     settings = self._settings
     self._shipped_as_is = (*settings.exclude, *(settings.default_exclude or ()), *settings.extend_exclude)
     self._log = log
-    self._summary = Summary()
+    self._summary = Summary(ignore=frozenset(settings.ignore))
 
   def _task(self, output: Output) -> Task:
     shipped_as_is = force_excluded(os.path.join(self._root, output.name), self._shipped_as_is, builtin=False)
     return Task(output.source, output.destination, name=output.name, transform=not shipped_as_is)
 
   def _report(self, output: Output, result: FileResult) -> None:
-    for site in result.sites:
+    for site in self._summary.reported(result):
       if site.action in (ERROR, SKIPPED):
         self._log(f'vjpify: {site.format()}', True)
     if result.changed and not result.error:
@@ -103,7 +104,7 @@ class Generation:
     failed = [site.format() for site in self._summary.sites if site.action == ERROR]
     if failed:
       raise BuildFailed('vjpify could not transform these files, so the build stops:\n' + '\n'.join(failed))
-    left = [site.format() for site in self._summary.sites if site.action == SKIPPED and not site.requested]
+    left = [site.format() for site in self._summary.sites if site.left_unchanged]
     if self._settings.strict and left:
       sites = '1 site' if len(left) == 1 else f'{len(left)} sites'
       raise BuildFailed(f'vjpify left {sites} unchanged and [tool.vjpify] has strict = true, so the build '

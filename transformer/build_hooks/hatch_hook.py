@@ -25,7 +25,7 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 from hatchling.plugin import hookimpl
 
-from vjpify.transformer.build_hooks.generate import Generation, Output
+from vjpify.transformer.build_hooks.generate import BuildFailed, Generation, Output
 
 
 class VjpifyBuildHook(BuildHookInterface):
@@ -54,6 +54,12 @@ class VjpifyBuildHook(BuildHookInterface):
       generation = Generation(self.root, self._log)
       results = generation.generate(outputs)
       generation.finish()
+    except BuildFailed as failed:
+      self._remove_folder()
+      # What hatchling's own commands do with an error the user can fix:
+      # the message alone, and exit status 1, with no traceback.
+      self.app.abort(str(failed))
+      raise  # abort() exits; this is for an app that does not
     except BaseException:
       self._remove_folder()
       raise

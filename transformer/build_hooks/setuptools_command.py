@@ -16,11 +16,13 @@ the source tree, which is never written.
 
 from __future__ import annotations
 
-import logging
 import os
 
 from setuptools.command.build_py import build_py as _setuptools_build_py
 from setuptools.errors import FileError
+
+# After setuptools, which makes this its own distutils (Python 3.12 has none).
+from distutils import log as distutils_log  # isort: skip
 
 from vjpify.transformer.build_hooks.generate import BuildFailed, Generation, Output
 
@@ -31,13 +33,16 @@ class build_py(_setuptools_build_py):  # noqa: N801 (setuptools' own name for th
   _generation: Generation | None = None
 
   def _log(self, message: str, warning: bool) -> None:
-    self.announce(message, logging.WARNING if warning else logging.INFO)
+    # The levels of the distutils in use: setuptools from 66 on logs
+    # through logging (WARN is 30), while setuptools 65's own distutils.log
+    # refuses anything but its 1 to 5 ("20 wrong log level").
+    self.announce(message, distutils_log.WARN if warning else distutils_log.INFO)
 
   def run(self) -> None:
-    # setuptools runs the build from the project's folder.
-    self._generation = Generation(os.getcwd(), self._log)
-    super().run()
     try:
+      # setuptools runs the build from the project's folder.
+      self._generation = Generation(os.getcwd(), self._log)
+      super().run()
       self._generation.finish()
     except BuildFailed as failed:
       # setuptools turns its own errors into "error: <message>" and a

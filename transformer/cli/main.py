@@ -27,6 +27,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from vjpify.transformer.codes import selection
 from vjpify.transformer.config.load import ConfigError, common_folder, config_values
 from vjpify.transformer.diagnostics import ERROR, SKIPPED
 from vjpify.transformer.files.problems import SourceProblem
@@ -35,7 +36,7 @@ from vjpify.transformer.files.write import write_atomically
 from vjpify.transformer.cli.console import Console, color_wanted, progress_wanted, unified_diff
 from vjpify.transformer.files.walk import DEFAULT_EXCLUDES, PlanError, plan
 from vjpify.transformer.settings import Settings, default_jobs
-from vjpify.transformer.cli.report import Summary
+from vjpify.transformer.cli.report import Summary, no_files_line
 from vjpify.transformer.cli.runner import run
 
 EXIT_CLEAN = 0
@@ -64,6 +65,13 @@ def _positive(text: str) -> int:
   if value < 1:
     raise argparse.ArgumentTypeError(f'expected a whole number of at least 1, got {text!r}')
   return value
+
+
+def _codes(text: str) -> tuple[str, ...]:
+  try:
+    return selection(text)
+  except ValueError as error:
+    raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -105,6 +113,9 @@ def argument_parser() -> argparse.ArgumentParser:
   mode.add_argument('--strict', action=argparse.BooleanOptionalAction, default=None,
                     help='exit 1 when any site is left unchanged, except those a # vjpify: skip comment '
                          'asks to leave')
+  mode.add_argument('--ignore', action='append', default=[], type=_codes, metavar='CODES',
+                    help='do not report sites left unchanged with these codes or code prefixes, comma-separated '
+                         '(VJ205,VJ21), nor fail --strict on them; adds to the ignore key (docs/diagnostics.md)')
   mode.add_argument('--exit-zero-even-if-changed', action='store_true',
                     help='exit 0 after rewriting files, as long as there was no error')
   mode.add_argument('--config', metavar='PATH',
@@ -126,8 +137,10 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def _show(console: Console, args: argparse.Namespace, settings: Settings, task, result, color: bool) -> None:
   for site in result.sites:
+    if site.code in settings.ignore:
+      continue
     # Under --strict a site left unchanged fails the run, so even --quiet shows it.
-    failing = settings.strict and site.action == SKIPPED and not site.requested
+    failing = settings.strict and site.left_unchanged
     if site.action == ERROR or failing or (site.action == SKIPPED and not args.quiet):
       console.message(site.format())
   if not result.changed or result.error:
@@ -173,7 +186,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
   except PlanError as error:
     print(f'vjpify: error: {error}', file=sys.stderr)
     return EXIT_ERROR
-  summary = Summary()
+  # Paths that --force-exclude skips are skipped silently, as documented.
+  if not tasks and not args.quiet and not settings.force_exclude:
+    print(no_files_line(args.paths), file=sys.stderr)
+  summary = Summary(ignore=frozenset(settings.ignore))
   color = color_wanted(args.color, sys.stdout)
   with Console(len(tasks), progress_wanted(args.quiet, sys.stderr)) as console:
     for task, result in run(tasks, settings, fresh_workers=False):
@@ -182,7 +198,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
       console.advance()
   report_written = args.report is None or _write_report(args.report, summary)
   if not args.quiet:
-    print(summary.line(would=not writing), file=sys.stderr)
+    stdin_name = args.stdin_filename if STDIN in args.paths else None
+    print(summary.line(would=not writing, out_dir=args.out_dir, stdin_name=stdin_name), file=sys.stderr)
     if writing and args.out_dir is not None:
       print(summary.outputs_line(args.out_dir), file=sys.stderr)
     failed = summary.failed_line()

@@ -6,12 +6,17 @@ The report is one object::
 
     {"summary": {"files_scanned": 3, "files_changed": 1, "sites_rewritten": 2,
                  "sites_skipped": 1, "errors": 0},
-     "sites": [{"path": "model.py", "line": 12, "col": 9, "kind": "grad",
-                "action": "rewritten", "reason": "..."}, ...]}
+     "sites": [{"path": "model.py", "line": 12, "col": 9, "code": "VJ990",
+                "kind": "grad", "action": "rewritten", "reason": "..."}, ...]}
 
-``action`` is ``rewritten``, ``skipped`` or ``error``; ``kind`` is ``grad``,
+``code`` is the reason's stable code (``docs/diagnostics.md``); ``action``
+is ``rewritten``, ``skipped`` or ``error``; ``kind`` is ``grad``,
 ``value_and_grad``, ``reference`` or ``file``; ``line`` and ``col`` are
-1-based. Sites come in the order the files were processed, then by position.
+1-based, or null for a problem with a file as a whole (it cannot be read).
+Sites come in the order the files were processed, then by position. Sites
+whose code the run ignores (``ignore`` in ``[tool.vjpify]``) are left out
+of the report and of its totals, as they are of the messages. A file that
+could not be read is not counted as scanned.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from vjpify.transformer.codes import code
 from vjpify.transformer.diagnostics import ERROR, REWRITTEN, SKIPPED, FileResult, Site
 
 
@@ -28,6 +34,15 @@ _REPORTED = ('files_scanned', 'files_changed', 'sites_rewritten', 'sites_skipped
 # Enough names to act on from a terminal; the error lines above, and the
 # report, have every one.
 _FAILED_SHOWN = 10
+
+# Errors of files that were never read, so not scanned.
+_NOT_READ = frozenset(code(name) for name in ('unreadable', 'not-a-regular-file', 'unlistable-folder'))
+
+
+def no_files_line(paths) -> str:
+  """The warning for a run that found nothing to read, as ruff gives it."""
+  return (f'vjpify: warning: no Python files found under {", ".join(paths)}; nothing done; '
+          'check the paths, the excludes and .gitignore')
 
 
 def _count(n: int, noun: str) -> str:
@@ -47,30 +62,46 @@ class Summary:
   # Files written to an output folder, and those it already held.
   outputs_written: int = 0
   outputs_up_to_date: int = 0
+  # The codes of sites not reported (Settings.ignore).
+  ignore: frozenset[str] = frozenset()
 
   def add(self, result: FileResult, python: bool = True) -> None:
-    self.files_scanned += python
+    read = not (result.error and result.error.code in _NOT_READ)
+    self.files_scanned += python and read
     self.files_changed += python and result.changed
     if result.destination is not None:
       self.outputs_written += not result.up_to_date
       self.outputs_up_to_date += result.up_to_date
-    for site in result.sites:
+    for site in self.reported(result):
       self.sites_rewritten += site.action == REWRITTEN
       self.sites_skipped += site.action == SKIPPED
       self.errors += site.action == ERROR
-    self.sites.extend(result.sites)
+      self.sites.append(site)
 
-  def line(self, would: bool) -> str:
+  def reported(self, result: FileResult) -> list[Site]:
+    """The sites of ``result`` that are reported: all but those whose code
+    is ignored."""
+    return [site for site in result.sites if site.code not in self.ignore]
+
+  def line(self, would: bool, *, out_dir: str | None = None, stdin_name: str | None = None) -> str:
+    """``vjpify: 3 files scanned, 1 changed, 2 sites rewritten, 0 skipped,
+    0 errors``. Writing into ``out_dir``, the inputs never change, so the
+    count of changed files gives way to :meth:`outputs_line`;
+    ``stdin_name``: what ``--stdin-filename`` called standard input."""
     changed = 'would change' if would else 'changed'
     rewritten = 'would be rewritten' if would else 'rewritten'
-    return (f'vjpify: {_count(self.files_scanned, "file")} scanned, {self.files_changed} {changed}, '
-            f'{_count(self.sites_rewritten, "site")} {rewritten}, {self.sites_skipped} skipped, '
-            f'{_count(self.errors, "error")}')
+    scanned = _count(self.files_scanned, 'file') + ' scanned'
+    if stdin_name is not None and self.files_scanned:
+      scanned += f' ({stdin_name}, from standard input)'
+    files = scanned if out_dir is not None and not would else f'{scanned}, {self.files_changed} {changed}'
+    return (f'vjpify: {files}, {_count(self.sites_rewritten, "site")} {rewritten}, '
+            f'{self.sites_skipped} skipped, {_count(self.errors, "error")}')
 
   def left_unchanged(self) -> int:
-    """The sites left unchanged that no opt-out comment asked for: what
-    ``--strict`` fails on."""
-    return sum(site.action == SKIPPED and not site.requested for site in self.sites)
+    """The sites left unchanged for a reason of vjpify's own (no opt-out
+    comment asked for them, their code is not ignored): what ``--strict``
+    fails on."""
+    return sum(site.left_unchanged for site in self.sites)
 
   def strict_line(self) -> str | None:
     """Why a strict run fails, if it does: ``vjpify: strict: 2 sites left unchanged``."""
@@ -99,6 +130,5 @@ class Summary:
 
   def as_json(self) -> str:
     totals = {name: getattr(self, name) for name in _REPORTED}
-    sites = [{'path': s.path, 'line': s.line, 'col': s.column, 'kind': s.kind,
-              'action': s.action, 'reason': s.reason} for s in self.sites]
+    sites = [site.as_dict() for site in self.sites]
     return json.dumps({'summary': totals, 'sites': sites}, indent=2) + '\n'

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 
+from vjpify.transformer.codes import code
 from vjpify.transformer.diagnostics import FileResult, Site, TransformError
 from vjpify.transformer.files.problems import SourceProblem
 from vjpify.transformer.files.source import STDIN, decode_source, read_source
@@ -41,7 +42,7 @@ _QUEUED_PER_JOB = 4
 
 def _internal_error(path: str, data: bytes, error: BaseException) -> FileResult:
   return FileResult.failed(path, data, Site.file_error(
-      path, f'internal error: {type(error).__name__}: {error}; file left unchanged; '
+      path, code('internal-error'), f'internal error: {type(error).__name__}: {error}; file left unchanged; '
       'please report this with the file'))
 
 
@@ -65,7 +66,7 @@ def _worker_died(path: str, data: bytes, exitcode: int | None) -> FileResult:
   else:
     advice = 'please report this with the file'
   return FileResult.failed(path, data, Site.file_error(
-      path, f'the worker process transforming this file died, also when run again with this file alone ({how}); '
+      path, code('worker-died'), f'the worker process transforming this file died, also when run again with this file alone ({how}); '
       f'file left unchanged; {advice}'))
 
 
@@ -232,7 +233,7 @@ class _Runner:
   def start(self, task: Task):
     path = task.shown
     if task.problem:
-      return _Done(FileResult.failed(path, b'', Site.file_error(path, task.problem)))
+      return _Done(FileResult.failed(path, b'', Site.file_error(path, code('unlistable-folder'), task.problem)))
     if not task.python:
       return _Done(FileResult(path, b'', b''))
     data = b''

@@ -17,6 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 
+from vjpify.transformer.codes import code, selected
 from vjpify.transformer.files.problems import os_problem
 
 TABLE = '[tool.vjpify]'
@@ -27,11 +28,14 @@ _OUTCOME = 'nothing was rewritten'
 
 class ConfigError(Exception):
   """The configuration cannot be used; ``format()`` gives the line to show:
-  ``path:line:col: what was found; what vjpify did; what to do``."""
+  ``path:line:col: CODE what was found; what vjpify did; what to do``
+  (``path: CODE ...`` when no line is to blame, as for an unreadable file)."""
 
-  def __init__(self, path: str, line: int, column: int, reason: str):
-    super().__init__(f'{path}:{line}:{column}: {reason}')
+  def __init__(self, path: str, code: str, reason: str, line: int | None = None, column: int | None = None):
+    where = path if line is None else f'{path}:{line}:{column}'
+    super().__init__(f'{where}: {code} {reason}')
     self.path = path
+    self.code = code
     self.line = line
     self.column = column
     self.reason = reason
@@ -68,6 +72,15 @@ def _boolean(value: object) -> str | None:
   return None if isinstance(value, bool) else _describe(value)
 
 
+def _codes(value: object) -> str | None:
+  return _names(value) or _bad_item(value, lambda item: bool(selected(item)))
+
+
+def _selected_codes(folder: str) -> Callable[[list[str]], tuple[str, ...]]:
+  # A prefix stands for every code it starts, as ruff's selectors do.
+  return lambda prefixes: tuple(dict.fromkeys(c for prefix in prefixes for c in selected(prefix)))
+
+
 def _globs(folder: str) -> Callable[[list[str]], tuple[str, ...]]:
   # A glob with a slash names a path relative to the configuration's folder,
   # as in ruff; one without, any file or folder of that name.
@@ -83,6 +96,8 @@ _KEYS: dict[str, tuple[Callable[[object], str | None], str, str, Callable[[str],
     'exclude': (_names, 'a list of globs (strings)', 'default_exclude', _globs),
     'extend-exclude': (_names, 'a list of globs (strings)', 'extend_exclude', _globs),
     'force-exclude': (_boolean, 'true or false', 'force_exclude', lambda folder: bool),
+    'ignore': (_codes, 'a list of codes of sites left unchanged, or prefixes of them, such as "VJ205" or "VJ2"',
+               'ignore', _selected_codes),
     'jobs': (_whole_number, 'a whole number of at least 1', 'jobs', lambda folder: int),
     'module-bases': (_qualified_names, 'a list of qualified names such as "mylib.layers.Base"', 'module_bases',
                      lambda folder: tuple),
@@ -108,7 +123,25 @@ def _describe(value: object) -> str:
   return f'{shown} ({kinds.get(type(value), type(value).__name__)})'
 
 
-def key_position(text: str, key: str) -> tuple[int, int]:
+def table_position(text: str) -> tuple[int, int] | None:
+  """Where ``tool.vjpify`` is given a value that is not a table: a
+  ``vjpify = ...`` line under ``[tool]``, or a ``tool.vjpify = ...`` line
+  before any table; None when neither is found."""
+  table = None
+  for number, line in enumerate(text.splitlines(), start=1):
+    header = re.match(r'\s*\[\s*([^\]]*?)\s*\]', line)
+    if header:
+      table = re.sub(r'\s+', '', header.group(1))
+      continue
+    key = r'(?:vjpify|"vjpify"|\'vjpify\')'
+    pattern = {'tool': rf'\s*({key})\s*=', None: rf'\s*tool\s*\.\s*({key})\s*='}.get(table)
+    found = re.match(pattern, line) if pattern else None
+    if found:
+      return number, found.start(1) + 1
+  return None
+
+
+def key_position(text: str, key: str) -> tuple[int, int] | tuple[None, None]:
   """The line and column where ``key`` of ``[tool.vjpify]`` is written in
   ``text``; the table's header when the key's own line cannot be told."""
   lines = text.splitlines()
@@ -126,16 +159,17 @@ def key_position(text: str, key: str) -> tuple[int, int]:
     found = re.match(pattern, line)
     if found and (in_table or 'vjpify' in line[:found.start(1)]):
       return number, found.start(1) + 1
-  return (table_line, 1) if table_line else (1, 1)
+  return (table_line, 1) if table_line else (None, None)
 
 
 def _syntax_error(path: str, error: Exception) -> ConfigError:
   message = str(error)
   where = re.search(r'\s*\(at line (\d+), column (\d+)\)', message)
-  line, column = (int(where.group(1)), int(where.group(2))) if where else (1, 1)
+  line, column = (int(where.group(1)), int(where.group(2))) if where else (None, None)
   if where:
     message = message[:where.start()] + message[where.end():]
-  return ConfigError(path, line, column, f'is not valid TOML ({message}); {_OUTCOME}; fix the syntax')
+  return ConfigError(path, code('config-not-toml'), f'is not valid TOML ({message}); {_OUTCOME}; fix the syntax',
+                     line, column)
 
 
 def read_table(path: str) -> tuple[Mapping[str, object] | None, str]:
@@ -149,21 +183,22 @@ def read_table(path: str) -> tuple[Mapping[str, object] | None, str]:
     with open(path, 'rb') as f:
       data = f.read()
   except OSError as error:
-    problem = os_problem(error, 'read the configuration', _OUTCOME, 'check the path')
-    raise ConfigError(path, 1, 1, problem.reason) from None
+    problem = os_problem(error, code('config-unreadable'), 'read the configuration', _OUTCOME, 'check the path')
+    raise ConfigError(path, problem.code, problem.reason) from None
   try:
     text = data.decode('utf-8')
     document = _toml().loads(text)
   except UnicodeDecodeError as error:
-    raise ConfigError(path, 1, 1, f'is not UTF-8 text ({error.reason}); {_OUTCOME}; save it as UTF-8') from None
+    raise ConfigError(path, code('config-not-utf8'), f'is not UTF-8 text ({error.reason}); {_OUTCOME}; '
+                      'save it as UTF-8') from None
   except _toml().TOMLDecodeError as error:
     raise _syntax_error(path, error) from None
   tool = document.get('tool')
   table = tool.get('vjpify') if isinstance(tool, dict) else None
   if table is not None and not isinstance(table, dict):
-    line, column = key_position(text, 'vjpify')
-    raise ConfigError(path, line, column, f'tool.vjpify is {_describe(table)}, not a table; {_OUTCOME}; '
-                      f'write the settings under {TABLE}')
+    line, column = table_position(text) or (None, None)
+    raise ConfigError(path, code('config-not-a-table'), f'tool.vjpify is {_describe(table)}, not a table; '
+                      f'{_OUTCOME}; write the settings under {TABLE}', line, column)
   return table, text
 
 
@@ -181,13 +216,14 @@ def settings_values(path: str, table: Mapping[str, object], text: str) -> dict[s
       line, column = key_position(text, key)
       close = difflib.get_close_matches(key, KEYS, n=1)
       hint = f"did you mean '{close[0]}'? " if close else ''
-      raise ConfigError(path, line, column, f"unknown key '{key}' in {TABLE}; {_OUTCOME}; {hint}"
-                        f'the keys are {", ".join(KEYS)}')
+      raise ConfigError(path, code('config-unknown-key'), f"unknown key '{key}' in {TABLE}; {_OUTCOME}; {hint}"
+                        f'the keys are {", ".join(KEYS)}', line, column)
     check, expected, field, convert = _KEYS[key]
     wrong = check(value)
     if wrong:
       line, column = key_position(text, key)
-      raise ConfigError(path, line, column, f"'{key}' in {TABLE} must be {expected}, not {wrong}; "
-                        f'{_OUTCOME}; fix the value')
+      bad = code('config-unknown-code' if key == 'ignore' and not _names(value) else 'config-bad-value')
+      raise ConfigError(path, bad, f"'{key}' in {TABLE} must be {expected}, not {wrong}; "
+                        f'{_OUTCOME}; fix the value', line, column)
     values[field] = convert(folder)(value)
   return values

@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import errno
 
+from vjpify.transformer.codes import code
+
+UNREADABLE = code('unreadable')
+
 # What a path was found to be when a regular file was needed.
 NOT_REGULAR = 'not a regular file but a pipe, socket or device'
 
 
 class SourceProblem(Exception):
-  """A file cannot be read, decoded or written; ``line`` and ``column``
-  (1-based) point at the offending byte when there is one."""
+  """A file cannot be read, decoded or written; ``code`` is the reason's
+  (``vjpify.transformer.codes``); ``line`` and ``column`` (1-based) point
+  at the offending byte when there is one, None for the file as a whole."""
 
-  def __init__(self, reason: str, line: int = 1, column: int = 1):
+  def __init__(self, code: str, reason: str, line: int | None = None, column: int | None = None):
     super().__init__(reason)
+    self.code = code
     self.reason = reason
     self.line = line
     self.column = column
@@ -56,9 +62,10 @@ def _os_reason(error: OSError, verb: str, outcome: str, advice: str) -> str:
   return f'cannot {verb}: {found}; {outcome}; {advice}'
 
 
-def os_problem(error: OSError, verb: str = _READ, outcome: str = 'skipped',
+def os_problem(error: OSError, code: str = UNREADABLE, verb: str = _READ, outcome: str = 'skipped',
                advice: str = 'check the path') -> SourceProblem:
-  """Turns an OSError into a one-line reason: what could not be done, what
-  was found, what vjpify did instead and what the user can do."""
-  return SourceProblem(_os_reason(error, verb, outcome, advice))
+  """Turns an OSError into a one-line reason with the code ``code``: what
+  could not be done, what was found, what vjpify did instead and what the
+  user can do."""
+  return SourceProblem(code, _os_reason(error, verb, outcome, advice))
 

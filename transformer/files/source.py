@@ -14,6 +14,7 @@ import stat
 import sys
 import tokenize
 
+from vjpify.transformer.codes import code
 from vjpify.transformer.files.problems import NOT_REGULAR, SourceProblem, os_problem
 
 # The path that stands for standard input (and, as a destination, output).
@@ -37,7 +38,7 @@ def read_source(path: str) -> bytes:
       if kind == stat.S_IFDIR:
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
       if kind != stat.S_IFREG:
-        raise SourceProblem(f'cannot read the file: {NOT_REGULAR}; skipped; pass regular files only')
+        raise SourceProblem(code('not-a-regular-file'), f'cannot read the file: {NOT_REGULAR}; skipped; pass regular files only')
       return f.read()
   except OSError as error:
     raise os_problem(error) from None
@@ -59,7 +60,7 @@ def decode_source(data: bytes) -> tuple[str, str]:
   if b'\0' in data:
     line, column = _position(data, data.index(b'\0'))
     raise SourceProblem(
-        'contains a NUL byte, so it is binary data rather than Python source; '
+        code('binary-file'), 'contains a NUL byte, so it is binary data rather than Python source; '
         'skipped; check that this is the file you meant', line, column)
   try:
     encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
@@ -81,9 +82,9 @@ def decode_source(data: bytes) -> tuple[str, str]:
     else:
       reason = (f'byte 0x{bad:02x} is not valid {encoding}, the encoding the file declares; '
                 'skipped; fix the coding declaration or the bytes')
-    raise SourceProblem(reason, line, column) from None
+    raise SourceProblem(code('undecodable'), reason, line, column) from None
   if declaration_error:
-    raise SourceProblem(f'has an unusable coding declaration ({declaration_error}); skipped; '
+    raise SourceProblem(code('bad-coding-declaration'), f'has an unusable coding declaration ({declaration_error}); skipped; '
                         'fix or remove the coding declaration')
   return text, encoding
 
@@ -94,6 +95,6 @@ def encode_source(text: str, encoding: str) -> bytes:
     return text.encode(encoding)
   except UnicodeEncodeError as error:
     raise SourceProblem(
-        f'the new text cannot be encoded as {encoding} ({error.reason}); '
+        code('unencodable-rewrite'), f'the new text cannot be encoded as {encoding} ({error.reason}); '
         'file left unchanged; please report this with the file') from None
 

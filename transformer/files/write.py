@@ -1,10 +1,22 @@
-"""Writing files safely: to a temporary file in the destination's folder
-that is then renamed over the destination, keeping its mode.
+"""Writing files safely, as a careful person would by hand: never a
+half-written file, and the file's mode, owner, group and links as they were.
 
-An interrupt arriving meanwhile is held back until the rename is done, so
-every file is always either entirely old or entirely new. A write whose
-bytes equal what is already there does not happen, so modification times
-stay put.
+A file with one name is replaced: the new bytes go to a temporary file in
+its folder, are flushed to disk, given the file's mode, owner and group,
+and renamed over it. A file with several hard links (or whose owner this
+user cannot give to a new file) is written through its own inode instead,
+so that every name sees the new text: the bytes first go to a temporary
+file beside it, flushed to disk, then into the file in one write and a
+truncate, flushed again, and the temporary file is removed. An interrupt
+arriving meanwhile is held back until the write is done, so every file is
+always either entirely old or entirely new; only a crash of the machine in
+the moment of that one write could leave such a file half written, and the
+temporary file then still holds the whole new text.
+
+A file without write permission is not written, as ruff refuses it: for
+root, whom ``os.access`` always allows, a file with no write bit in its
+mode counts as read-only too. A write whose bytes equal what is already
+there does not happen, so modification times stay put.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
+from vjpify.transformer.codes import code
 from vjpify.transformer.files.problems import NOT_REGULAR, SourceProblem, os_problem
 
 _TEMP_SUFFIX = '.vjpify-tmp'
@@ -58,8 +71,40 @@ def _same_bytes(path: str, data: bytes) -> bool:
     return False
 
 
+def _keeps_owner(temp: str, existing: os.stat_result | None) -> bool:
+  """Gives ``temp`` the owner and group of the file it replaces; False when
+  this user cannot (only root may give a file away)."""
+  if existing is None:
+    return True
+  try:
+    os.chown(temp, existing.st_uid, existing.st_gid)
+  except PermissionError:
+    now = os.stat(temp)
+    return (now.st_uid, now.st_gid) == (existing.st_uid, existing.st_gid)
+  return True
+
+
+def _write_through(target: str, temp: str) -> None:
+  """Copies the bytes of ``temp`` into ``target``'s own inode."""
+  with open(temp, 'rb') as f:
+    data = f.read()
+  fd = os.open(target, os.O_WRONLY)
+  try:
+    view = memoryview(data)
+    while view:
+      view = view[os.write(fd, view):]
+    os.ftruncate(fd, len(data))
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
 def _replace_with(target: str, fill, mode: int) -> None:
   directory, name = os.path.split(target)
+  try:
+    existing = os.stat(target)
+  except FileNotFoundError:
+    existing = None
   with interrupts_held():
     fd, temp = tempfile.mkstemp(prefix=f'.{name}.', suffix=_TEMP_SUFFIX, dir=directory or '.')
     try:
@@ -68,11 +113,29 @@ def _replace_with(target: str, fill, mode: int) -> None:
         f.flush()
         os.fsync(f.fileno())
       os.chmod(temp, mode)
-      os.replace(temp, target)
+      if (existing is None or existing.st_nlink == 1) and _keeps_owner(temp, existing):
+        os.replace(temp, target)
+      else:
+        _write_through(target, temp)
+        os.unlink(temp)
     except BaseException:
       with contextlib.suppress(OSError):
         os.unlink(temp)
       raise
+
+
+def _read_only(path: str, existing: os.stat_result) -> SourceProblem | None:
+  """Why ``path`` may not be written, as ruff would refuse it; None when
+  it may."""
+  mode = stat.S_IMODE(existing.st_mode)
+  if getattr(os, 'geteuid', lambda: None)() == 0:
+    writable = bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+  else:
+    writable = os.access(path, os.W_OK)
+  if writable:
+    return None
+  return SourceProblem(code('unwritable'), f'cannot write the file: it is read-only (mode {mode:o}); '
+                       f'file left unchanged; make it writable (chmod u+w {path}) to have it rewritten')
 
 
 def write_atomically(path: str, data: bytes, mode: int | None = None, *, expected: bytes | None = None) -> bool:
@@ -82,8 +145,10 @@ def write_atomically(path: str, data: bytes, mode: int | None = None, *, expecte
   Args:
     path: the file to write; its folder must exist.
     data: the new contents.
-    mode: permission bits for the file; by default, those it has now, or the
-      umask's default for a new file.
+    mode: permission bits for the file, chosen by the caller (an output
+      folder's copy of a source), whatever the file's own say; by default,
+      those it has now (and a file without write permission is refused),
+      or the umask's default for a new file.
     expected: what the file must still hold, to catch an edit made since it
       was read; None to write whatever it holds.
 
@@ -97,16 +162,21 @@ def write_atomically(path: str, data: bytes, mode: int | None = None, *, expecte
   if _same_bytes(target, data):
     return False
   if expected is not None and not _same_bytes(target, expected):
-    raise SourceProblem('the file changed while vjpify was running; left as it is now; run vjpify again')
+    raise SourceProblem(code('changed-while-running'), 'the file changed while vjpify was running; left as it is now; run vjpify again')
   try:
     if mode is None:
       try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
+        existing = os.stat(target)
       except FileNotFoundError:
         mode = _default_mode()
+      else:
+        refused = _read_only(path, existing)
+        if refused:
+          raise refused
+        mode = stat.S_IMODE(existing.st_mode)
     _replace_with(target, lambda f: f.write(data), mode)
   except OSError as error:
-    raise os_problem(error, 'write the file', 'file left unchanged', 'check its permissions') from None
+    raise os_problem(error, code('unwritable'), 'write the file', 'file left unchanged', 'check its permissions') from None
   return True
 
 
@@ -114,7 +184,7 @@ def copy_atomically(source: str, destination: str) -> bool:
   """Copies ``source`` over ``destination`` with its mode, unless they
   already hold the same bytes; returns whether anything was written."""
   if not os.path.isfile(source):
-    raise SourceProblem(f'cannot copy the file: {NOT_REGULAR}; not copied; leave it out with --exclude')
+    raise SourceProblem(code('not-copied'), f'cannot copy the file: {NOT_REGULAR}; not copied; leave it out with --exclude')
   try:
     if os.path.exists(destination) and filecmp.cmp(source, destination, shallow=False):
       return False
@@ -122,7 +192,7 @@ def copy_atomically(source: str, destination: str) -> bool:
     with open(source, 'rb') as src:
       _replace_with(os.path.realpath(destination), lambda f: shutil.copyfileobj(src, f), mode)
   except OSError as error:
-    raise os_problem(error, 'copy the file', 'not copied', 'check both paths') from None
+    raise os_problem(error, code('not-copied'), 'copy the file', 'not copied', 'check both paths') from None
   return True
 
 
@@ -142,4 +212,4 @@ def ensure_folder(path: str) -> None:
   try:
     os.makedirs(folder, exist_ok=True)
   except OSError as error:
-    raise os_problem(error, f'create the folder {folder}', 'nothing written there', 'check the output path') from None
+    raise os_problem(error, code('no-output-folder'), f'create the folder {folder}', 'nothing written there', 'check the output path') from None

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import libcst as cst
 
+from vjpify.transformer.codes import Reason, reason
 from vjpify.transformer.find.targets import GRAD_KEYWORDS
 
 
@@ -39,7 +40,7 @@ def keeps_reduce_axes(call: cst.Call) -> bool:
              and _literal_truth(arg.value) is not False for arg in call.args)
 
 
-def argument_problem(call: cst.Call, transform: str) -> str | None:
+def argument_problem(call: cst.Call, transform: str) -> Reason | None:
   """Why the arguments rule out an exact rewrite, or None."""
   positional = 0
   starred = False
@@ -53,28 +54,28 @@ def argument_problem(call: cst.Call, transform: str) -> str | None:
       name = arg.keyword.value
       if name in keywords:
         # Python rejects the file; a rewrite that drops one would let it run.
-        return (f"passes keyword '{name}' twice, which Python rejects; "
-                'left unchanged; pass it once')
+        return reason('repeated-keyword', f"passes keyword '{name}' twice, which Python rejects; "
+                      'left unchanged; pass it once')
       keywords.add(name)
       if name not in GRAD_KEYWORDS:
-        return (f"passes keyword '{name}', which {transform}() does not accept; "
-                'left unchanged; remove the keyword')
+        return reason('unknown-keyword', f"passes keyword '{name}', which {transform}() does not accept; "
+                      'left unchanged; remove the keyword')
   if 'reduce_axes' in keywords and any(arg.star == '**' for arg in call.args):
     # A mapping that repeats reduce_axes makes the original raise TypeError.
     # Dropped, an empty keyword would let nn.vjp take the mapping's; kept, the
     # mapping's check runs first and raises flax's NotImplementedError.
     if not keeps_reduce_axes(call):
-      return ('passes reduce_axes next to a **mapping that may repeat it; left unchanged; '
-              'drop the reduce_axes keyword, which changes nothing')
-    return ('passes reduce_axes next to a **mapping that may repeat it; left unchanged; '
-            'pass the keywords in the mapping explicitly to have it rewritten')
+      return reason('reduce-axes-with-mapping', 'passes reduce_axes next to a **mapping that may repeat it; '
+                    'left unchanged; drop the reduce_axes keyword, which changes nothing')
+    return reason('reduce-axes-with-mapping', 'passes reduce_axes next to a **mapping that may repeat it; '
+                  'left unchanged; pass the keywords in the mapping explicitly to have it rewritten')
   if not starred:
     for index, name in enumerate(('fn', 'mdl')):
       given_positionally = positional > index
       if given_positionally == (name in keywords):
         how = f'{name} twice' if given_positionally else f'no {name} argument'
-        return (f'passes {how}, so {transform}() raises TypeError; '
-                f'left unchanged; pass {name} exactly once')
+        return reason('fn-or-mdl-count', f'passes {how}, so {transform}() raises TypeError; '
+                      f'left unchanged; pass {name} exactly once')
   return None
 
 

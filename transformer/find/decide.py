@@ -11,6 +11,7 @@ import dataclasses
 
 import libcst as cst
 
+from vjpify.transformer.codes import Reason, reason
 from vjpify.transformer.find.arguments import argument_problem, fn_argument, keeps_reduce_axes
 from vjpify.transformer.find.metadata import Metadata
 from vjpify.transformer.find.module_classes import ModuleClasses
@@ -32,7 +33,7 @@ class Decision:
   """
 
   transform: str
-  problem: str | None = None
+  problem: Reason | None = None
   checks_kwargs: bool = False
   keeps_reduce_axes: bool = False
   compiles_fn: bool = False
@@ -44,28 +45,29 @@ class Decision:
               (self.keeps_reduce_axes, REDUCE_AXES_HELPER), (self.compiles_fn, COMPILE_HELPER))
     return tuple(helper for needed, helper in wanted if needed)
 
-  def reason(self, spelled: str) -> str:
-    """The diagnostic's text for the site, whose callee is ``spelled``."""
+  def reason(self, spelled: str) -> Reason:
+    """The diagnostic for the site, whose callee is ``spelled``."""
     if self.problem:
-      return f'{spelled}(...) {self.problem}'
-    reason = f'{spelled}(...) rewritten to explicit nn.vjp'
-    if self.keeps_reduce_axes:
-      reason += (f' through {REDUCE_AXES_HELPER}, which psums the gradients of primals broadcast over '
-                 'the reduce_axes as flax documents (recent flax raises NotImplementedError instead)')
-    return reason
+      return Reason(self.problem.code, f'{spelled}(...) {self.problem.text}')
+    text = f'{spelled}(...) rewritten to explicit nn.vjp'
+    if not self.keeps_reduce_axes:
+      return reason('rewritten', text)
+    return reason('rewritten-reduce-axes', text + (
+        f' through {REDUCE_AXES_HELPER}, which psums the gradients of primals broadcast over '
+        'the reduce_axes as flax documents (recent flax raises NotImplementedError instead)'))
 
 
-def reference_reason(spelled: str) -> str:
-  """The diagnostic's text for a grad transform named but not called."""
-  return (f'{spelled} is used without being called here; left unchanged; '
-          f'call {spelled}(...) directly in a Module method to have it rewritten')
+def reference_reason(spelled: str) -> Reason:
+  """The diagnostic for a grad transform named but not called."""
+  return reason('reference', f'{spelled} is used without being called here; left unchanged; '
+                f'call {spelled}(...) directly in a Module method to have it rewritten')
 
 
-def _class_problem(call: cst.Call, metadata: Metadata, classes: ModuleClasses) -> str | None:
+def _class_problem(call: cst.Call, metadata: Metadata, classes: ModuleClasses) -> Reason | None:
   cls, in_method = enclosing_class(call, metadata.parent_of)
   if cls is None:
-    return ('is not inside a flax.linen.Module subclass defined in this file; '
-            'left unchanged; call it from a Module method to have it rewritten')
+    return reason('outside-module', 'is not inside a flax.linen.Module subclass defined in this file; '
+                  'left unchanged; call it from a Module method to have it rewritten')
   name = cls.name.value
   if cls not in classes:
     untraced = classes.untraced.get(cls)
@@ -73,17 +75,17 @@ def _class_problem(call: cst.Call, metadata: Metadata, classes: ModuleClasses) -
       base = metadata.code_for(untraced.base)
       advice = (f'if {base} is a Module, name {untraced.trace.name} in module-bases under [tool.vjpify]'
                 if untraced.trace.name else 'if it is a Module, lower this call to nn.vjp by hand')
-      return (f'is in class {name}, whose base {base} vjpify cannot trace to flax.linen.Module '
-              f'(the search stopped at {untraced.trace.stop}); left unchanged; {advice}')
-    return (f'is in class {name}, which is not a flax.linen.Module subclass; '
-            'left unchanged; call it from a Module method to have it rewritten')
+      return reason('untraced-base', f'is in class {name}, whose base {base} vjpify cannot trace to '
+                    f'flax.linen.Module (the search stopped at {untraced.trace.stop}); left unchanged; {advice}')
+    return reason('not-a-module', f'is in class {name}, which is not a flax.linen.Module subclass; '
+                  'left unchanged; call it from a Module method to have it rewritten')
   if not in_method:
-    return (f'runs in the body of class {name} when the class is defined, '
-            'not in a method; left unchanged; move it into a method')
+    return reason('class-body', f'runs in the body of class {name} when the class is defined, '
+                  'not in a method; left unchanged; move it into a method')
   return None
 
 
-def _problem(call: cst.Call, verdict: Verdict, metadata: Metadata, classes: ModuleClasses) -> str | None:
+def _problem(call: cst.Call, verdict: Verdict, metadata: Metadata, classes: ModuleClasses) -> Reason | None:
   """Why this call may not be rewritten, or None when it may."""
   parent_of = metadata.parent_of
   if verdict.problem:
@@ -92,15 +94,16 @@ def _problem(call: cst.Call, verdict: Verdict, metadata: Metadata, classes: Modu
   if problem:
     return problem
   if in_self_documenting_field(call, parent_of):
-    return ("is inside a self-documenting f-string field ({...=}), which prints the "
-            'call as written; left unchanged; drop the = or compute the value outside the f-string')
+    return reason('self-documenting-field', 'is inside a self-documenting f-string field ({...=}), which '
+                  'prints the call as written; left unchanged; drop the = or compute the value outside the '
+                  'f-string')
   problem = argument_problem(call, verdict.transform)
   if problem:
     return problem
   if any(a.star == '**' for a in call.args) and string_quote(enclosing_fstrings(call, parent_of), "'") is None:
-    return ('unpacks **keywords inside f-strings that use both quote characters, so the '
-            'keyword check cannot be spelled there; left unchanged; compute the value '
-            'outside the f-string')
+    return reason('fstring-quotes', 'unpacks **keywords inside f-strings that use both quote characters, so '
+                  'the keyword check cannot be spelled there; left unchanged; compute the value outside the '
+                  'f-string')
   return None
 
 

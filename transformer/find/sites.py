@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 import libcst as cst
 from libcst.metadata import CodeRange, QualifiedName
 
+from vjpify.transformer.codes import Reason, reason
 from vjpify.transformer.find.targets import GRAD_TRANSFORMS
 
 
@@ -23,7 +24,7 @@ class Verdict:
   when the site may be rewritten, else the reason it may not."""
 
   transform: str
-  problem: str | None = None
+  problem: Reason | None = None
 
 
 def transform_of(node: cst.CSTNode, qualified_names: Callable[[cst.CSTNode], Iterable[QualifiedName]]) -> Verdict | None:
@@ -38,8 +39,8 @@ def transform_of(node: cst.CSTNode, qualified_names: Callable[[cst.CSTNode], Ite
     bound = ', '.join(sorted(names))
     return Verdict(
         transform,
-        f'may refer to any of {bound} depending on how the file runs; '
-        'left unchanged; bind the name to one flax.linen function',
+        reason('ambiguous-name', f'may refer to any of {bound} depending on how the file runs; '
+        'left unchanged; bind the name to one flax.linen function'),
     )
   return Verdict(transform)
 

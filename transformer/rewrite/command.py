@@ -21,6 +21,7 @@ from libcst.codemod import Codemod, CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
+from vjpify.transformer.codes import Reason
 from vjpify.transformer.diagnostics import REWRITTEN, SKIPPED, Site
 from vjpify.transformer.find.bases import BaseTracer
 from vjpify.transformer.find.decide import Decision, decide, reference_reason
@@ -105,17 +106,19 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     self._opt_outs = None
     self._layout = Layout(style, node.default_indent, metadata, site_lines)
 
-  def _requested(self, node: cst.CSTNode) -> str | None:
-    """Why an opt-out comment leaves the site ``node`` alone, or None; the
-    comments are read at the first site, so a file without any is never
-    printed for them."""
+  def _requested(self, node: cst.CSTNode, found: Reason | None = None) -> Reason | None:
+    """Why an opt-out comment leaves the site ``node`` alone, or None;
+    ``found``: why vjpify would, which a ``skip[CODE]`` comment may accept.
+    The comments are read at the first site, so a file without any is
+    never printed for them."""
     if self._opt_outs is None:
       self._opt_outs = opt_outs(self._layout.style.code)
-    return self._opt_outs.problem(self._metadata.range_of(node).start.line)
+    return self._opt_outs.problem(self._metadata.range_of(node).start.line, found)
 
-  def _record(self, node: cst.CSTNode, kind: str, action: str, reason: str) -> None:
+  def _record(self, node: cst.CSTNode, kind: str, action: str, reason: Reason) -> None:
     start = self.get_metadata(PositionProvider, node).start
-    site = Site(self.context.filename or '<string>', start.line, start.column + 1, kind, action, reason)
+    site = Site(self.context.filename or '<string>', start.line, start.column + 1, kind, action, reason.text,
+                reason.code)
     self.sites.append(site)
     if action != REWRITTEN:
       self.warn(site.format())
@@ -130,6 +133,9 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
       decision = Decision(verdict.transform, requested)
     else:
       decision = decide(node, verdict, self._metadata, self._module_classes, self._settings)
+      accepted = decision.problem and self._requested(node, decision.problem)
+      if accepted:
+        decision = Decision(verdict.transform, accepted)
     spelling = None
     if not decision.problem:
       scope = self._metadata.scope_of(node)
@@ -167,8 +173,10 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     if verdict is None or not is_reference(node, self._metadata.parent_of):
       return
     spelled = self._module.code_for_node(node)
-    requested = self._requested(node)
-    self._record(node, 'reference', SKIPPED, f'{spelled} {requested}' if requested else reference_reason(spelled))
+    found = reference_reason(spelled)
+    requested = self._requested(node, found)
+    self._record(node, 'reference', SKIPPED, Reason(requested.code, f'{spelled} {requested.text}') if requested
+                 else found)
 
   def visit_Name(self, node: cst.Name) -> None:
     self._check_reference(node)
