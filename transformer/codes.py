@@ -11,9 +11,9 @@ its number unused. The hundreds say what kind of reason it is:
 - ``VJ3xx``: reserved for ``jax.grad`` / ``jax.vjp`` sites;
 - ``VJ9xx``: sites left unchanged at the user's request, and rewrites.
 
-``docs/diagnostics.md`` is generated from this table
-(``python -m vjpify.transformer.codes > docs/diagnostics.md`` rewrites its
-table part; ``tests/test_codes.py`` checks that the page agrees).
+The table of ``docs/diagnostics.md`` is :func:`table_markdown`;
+``tests/test_diagnostic_codes.py`` checks that the page agrees, and
+regenerates it under ``VJPIFY_OVERWRITE=1``.
 """
 
 from __future__ import annotations
@@ -162,7 +162,3 @@ def table_markdown() -> str:
   rows = ['| code | name | kind | what it means |', '| --- | --- | --- | --- |']
   rows += [f'| `{e.code}` | `{e.name}` | {e.kind} | {e.summary} |' for e in TABLE]
   return '\n'.join(rows) + '\n'
-
-
-if __name__ == '__main__':
-  print(table_markdown(), end='')
