@@ -46,7 +46,8 @@ def _syntax_error(code: str, path: str) -> SyntaxError | None:
 
 def _file_error_at(path: str, error: SyntaxError, what: str, code: str = 'syntax-error') -> TransformError:
   return TransformError(Site.file_error(
-      path, _code(code), f'{what}: {error.msg}; file left unchanged; fix the syntax error', error.lineno or 1, error.offset or 1))
+      path, _code(code), f'{what}: {error.msg}; file left unchanged; fix the syntax error', error.lineno or 1,
+      error.offset or 1))
 
 
 def syntax_error(code: str, path: str) -> TransformError | None:
@@ -82,8 +83,8 @@ def _parse_error(code: str, path: str, error) -> TransformError:
   if syntax_error is not None:
     return _file_error_at(path, syntax_error, 'cannot parse')
   return TransformError(Site.file_error(
-      path, _code('parser-disagrees'), f'cannot parse: {error.message}; file left unchanged; {_REPORT_IT}', error.raw_line,
-      error.raw_column + 1))
+      path, _code('parser-disagrees'), f'cannot parse: {error.message}; file left unchanged; {_REPORT_IT}',
+      error.raw_line, error.raw_column + 1))
 
 
 def _run_pass(code: str, path: str, settings: Settings, original: str) -> tuple[str, list[Site]]:
@@ -189,7 +190,8 @@ def transform_data(data: bytes, path: str, settings: Settings) -> FileResult:
     return FileResult(path, data, data, result.sites, encoding)
   try:
     if encode_source(text, encoding) != data:
-      raise SourceProblem(_code('encoding-round-trip'), f'decoding and re-encoding the file as {encoding} does not give back '
+      raise SourceProblem(_code('encoding-round-trip'),
+                          f'decoding and re-encoding the file as {encoding} does not give back '
                           'its bytes; file left unchanged; save it as UTF-8')
     code = encode_source(result.code, encoding)
   except SourceProblem as problem:

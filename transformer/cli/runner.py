@@ -66,7 +66,8 @@ def _worker_died(path: str, data: bytes, exitcode: int | None) -> FileResult:
   else:
     advice = 'please report this with the file'
   return FileResult.failed(path, data, Site.file_error(
-      path, code('worker-died'), f'the worker process transforming this file died, also when run again with this file alone ({how}); '
+      path, code('worker-died'),
+      f'the worker process transforming this file died, also when run again with this file alone ({how}); '
       f'file left unchanged; {advice}'))
 
 

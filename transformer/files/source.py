@@ -38,7 +38,8 @@ def read_source(path: str) -> bytes:
       if kind == stat.S_IFDIR:
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
       if kind != stat.S_IFREG:
-        raise SourceProblem(code('not-a-regular-file'), f'cannot read the file: {NOT_REGULAR}; skipped; pass regular files only')
+        raise SourceProblem(code('not-a-regular-file'),
+                            f'cannot read the file: {NOT_REGULAR}; skipped; pass regular files only')
       return f.read()
   except OSError as error:
     raise os_problem(error) from None
@@ -84,7 +85,8 @@ def decode_source(data: bytes) -> tuple[str, str]:
                 'skipped; fix the coding declaration or the bytes')
     raise SourceProblem(code('undecodable'), reason, line, column) from None
   if declaration_error:
-    raise SourceProblem(code('bad-coding-declaration'), f'has an unusable coding declaration ({declaration_error}); skipped; '
+    raise SourceProblem(code('bad-coding-declaration'),
+                        f'has an unusable coding declaration ({declaration_error}); skipped; '
                         'fix or remove the coding declaration')
   return text, encoding
 

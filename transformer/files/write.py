@@ -162,7 +162,8 @@ def write_atomically(path: str, data: bytes, mode: int | None = None, *, expecte
   if _same_bytes(target, data):
     return False
   if expected is not None and not _same_bytes(target, expected):
-    raise SourceProblem(code('changed-while-running'), 'the file changed while vjpify was running; left as it is now; run vjpify again')
+    raise SourceProblem(code('changed-while-running'),
+                        'the file changed while vjpify was running; left as it is now; run vjpify again')
   try:
     if mode is None:
       try:
@@ -176,7 +177,8 @@ def write_atomically(path: str, data: bytes, mode: int | None = None, *, expecte
         mode = stat.S_IMODE(existing.st_mode)
     _replace_with(target, lambda f: f.write(data), mode)
   except OSError as error:
-    raise os_problem(error, code('unwritable'), 'write the file', 'file left unchanged', 'check its permissions') from None
+    raise os_problem(error, code('unwritable'), 'write the file', 'file left unchanged',
+                     'check its permissions') from None
   return True
 
 
@@ -184,7 +186,8 @@ def copy_atomically(source: str, destination: str) -> bool:
   """Copies ``source`` over ``destination`` with its mode, unless they
   already hold the same bytes; returns whether anything was written."""
   if not os.path.isfile(source):
-    raise SourceProblem(code('not-copied'), f'cannot copy the file: {NOT_REGULAR}; not copied; leave it out with --exclude')
+    raise SourceProblem(code('not-copied'),
+                        f'cannot copy the file: {NOT_REGULAR}; not copied; leave it out with --exclude')
   try:
     if os.path.exists(destination) and filecmp.cmp(source, destination, shallow=False):
       return False
@@ -212,4 +215,5 @@ def ensure_folder(path: str) -> None:
   try:
     os.makedirs(folder, exist_ok=True)
   except OSError as error:
-    raise os_problem(error, code('no-output-folder'), f'create the folder {folder}', 'nothing written there', 'check the output path') from None
+    raise os_problem(error, code('no-output-folder'), f'create the folder {folder}', 'nothing written there',
+                     'check the output path') from None
