@@ -1,15 +1,23 @@
 """Messages that say what happened and nothing else: a missing path, an
 empty folder, a syntax error in a file that cannot hold a site, a
 ``[tool.vjpify]`` that is not a table, each with its exact text and exit
-status."""
+status; and the notes that say what installing the command installs."""
 
 from __future__ import annotations
 
 import json
+import pathlib
+import re
+import sys
 
 import pytest
 
 from cli_support import vjpify, write
+
+if sys.version_info >= (3, 11):
+  import tomllib
+else:
+  import tomli as tomllib
 
 _NOTHING = 'vjpify: 0 files scanned, 0 changed, 0 sites rewritten, 0 skipped, 0 errors'
 
@@ -64,3 +72,12 @@ def test_a_tool_vjpify_that_is_not_a_table_is_reported_at_its_line(tmp_path, tex
   assert result.returncode == 2
   assert result.stderr == (f'pyproject.toml{where}: VJ104 tool.vjpify is 3 (a number), not a table; nothing was '
                            'rewritten; write the settings under [tool.vjpify]\n')
+
+
+def test_the_notes_say_what_installing_the_command_installs():
+  root = pathlib.Path(__file__).resolve().parent.parent
+  required = tomllib.loads((root / 'pyproject.toml').read_text())['project']['dependencies']
+  names = {re.match(r'[A-Za-z0-9_.-]+', requirement).group(0) for requirement in required}
+  notes = (root / 'docs/command-line-notes.md').read_text()
+  section = notes.split('## What installing the command installs', 1)[1].split('\n## ', 1)[0]
+  assert set(re.findall(r'^\| `([\w.-]+)` \|', section, re.M)) == names

@@ -1,8 +1,9 @@
 """vjpify's source transformer: lowers flax.linen grad and value_and_grad
 call sites in Module definitions to explicit nn.vjp code.
 
-It needs only libcst, and never imports jax or flax. libcst itself is
-loaded on first use, so that the command line starts fast on files that
+It needs libcst (with tqdm for the command line's progress bar and
+pathspec for ``.gitignore`` files), and never imports jax or flax. libcst
+itself is loaded on first use, so that the command line starts fast on files that
 cannot hold a site.
 
 The API: :func:`transform_source` (text), :func:`transform_bytes` (a file's
@@ -18,7 +19,8 @@ and whether each may be rewritten), ``rewrite`` (the LibCST command, the
 replacement nodes, their layout and imports), ``files`` (reading, walking,
 writing), ``config`` (``[tool.vjpify]``), ``cli`` (the command line and
 the runner over many files);
-``pipeline`` takes one file through them.
+``pipeline`` takes one file through them; ``codes`` is the table of the
+stable codes every diagnostic carries (``docs/diagnostics.md``).
 """
 
 from vjpify.transformer.api import transform_bytes, transform_file, transform_source, transform_tree

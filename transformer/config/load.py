@@ -107,7 +107,7 @@ def settings_for(path: str, config: str | None = None, *, defaults: Settings = S
     defaults: the settings the configuration starts from.
     **overrides: ``Settings`` fields (``jit``, ``jobs``, ``strict``,
       ``exclude``, ``extend_exclude``, ``default_exclude``,
-      ``module_bases``) that win over the configuration.
+      ``module_bases``, ``ignore``) that win over the configuration.
 
   Returns:
     A :class:`~vjpify.transformer.settings.Settings`.
