@@ -112,7 +112,7 @@ def argument_parser() -> argparse.ArgumentParser:
   mode.add_argument('--jit', dest='jit', action='store_true', default=None, help=argparse.SUPPRESS)
   mode.add_argument('--strict', action=argparse.BooleanOptionalAction, default=None,
                     help='exit 1 when any site is left unchanged, except those a # vjpify: skip comment '
-                         'asks to leave')
+                         'asks to leave and those whose code is ignored')
   mode.add_argument('--ignore', action='append', default=[], type=_codes, metavar='CODES',
                     help='do not report sites left unchanged with these codes or code prefixes, comma-separated '
                          '(VJ205,VJ21), nor fail --strict on them; adds to the ignore key (docs/diagnostics.md)')
