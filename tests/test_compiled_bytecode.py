@@ -20,14 +20,24 @@ def _facts(source: str, name: str = 'f'):
   return bytecode.facts(namespace[name].__code__)
 
 
+# How an augmented assignment is named: by its symbol from 3.11, by its opcode before.
+_PLUS = '+=' if sys.version_info >= (3, 11) else 'add'
+
+
 def _stores(source: str) -> list[tuple]:
   return [(store.kind, store.name, store.target) for _, store in sorted(_facts(source).stores.items())]
 
 
 @pytest.mark.parametrize('source, expected', [
     pytest.param('def f(d, k, v):\n  d[k] = v', [('item', '', Source('fast', 'd'))], id='item'),
-    pytest.param('def f(self, v):\n  self.total += v', [('attr', 'total', Source('fast', 'self'))], id='augmented-attr'),
-    pytest.param("def f():\n  STATS['n'] += 1", [('item', '', Source('global', 'STATS'))], id='augmented-item'),
+    pytest.param('def f(self, v):\n  self.total += v',
+                 [('inplace', _PLUS, Source('fast', 'self', ('total',))), ('attr', 'total', Source('fast', 'self'))],
+                 id='augmented-attr'),
+    pytest.param("def f():\n  STATS['n'] += 1", [('inplace', _PLUS, None), ('item', '', Source('global', 'STATS'))],
+                 id='augmented-item'),
+    pytest.param('def f(xs):\n  alias = xs\n  alias += [1]', [('inplace', _PLUS, Source('fast', 'alias'))],
+                 id='augmented-local-alias'),
+    pytest.param('def f(lock):\n  with lock:\n    pass', [('with', '', Source('fast', 'lock'))], id='with'),
     pytest.param('def f(self):\n  self.a.b = 3', [('attr', 'b', Source('fast', 'self', ('a',)))], id='attr-chain'),
     pytest.param('def f():\n  global G\n  G = 1', [('global', 'G', None)], id='global'),
     pytest.param('def f():\n  for x in IT:\n    pass', [('iter', '', Source('global', 'IT'))], id='iter'),
@@ -45,7 +55,7 @@ def test_nonlocal_assignment_is_a_store_but_own_cells_are_not():
   namespace: dict = {}
   exec(compile(source, '<test>', 'exec'), namespace)  # pylint: disable=exec-used
   inner = namespace['outer']()
-  assert [store.kind for store in bytecode.facts(inner.__code__).stores.values()] == ['nonlocal']
+  assert [store.kind for store in bytecode.facts(inner.__code__).stores.values()] == ['inplace', 'nonlocal']
   assert bytecode.facts(namespace['outer'].__code__).stores == {}
 
 

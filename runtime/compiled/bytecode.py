@@ -38,9 +38,12 @@ class Source(NamedTuple):
 class Store(NamedTuple):
   """A store that may change state that outlives the call.
 
-  ``kind`` is ``'global'``, ``'nonlocal'``, ``'attr'``, ``'item'`` or
-  ``'iter'``; ``name`` the global, nonlocal or attribute name; ``target``
-  where the object written to came from, or None when unknown.
+  ``kind`` is ``'global'``, ``'nonlocal'``, ``'attr'``, ``'item'``,
+  ``'iter'``, ``'inplace'`` (an augmented assignment, which changes a
+  mutable object in place through whatever name holds it) or ``'with'``
+  (entering a context manager, whose ``__enter__`` no call event shows);
+  ``name`` the global, nonlocal or attribute name, or the operator;
+  ``target`` where the object written to came from, or None when unknown.
   """
 
   kind: str
@@ -241,6 +244,14 @@ def _step(stack: _Stack, instruction: dis.Instruction, code: types.CodeType, sto
     _generic(stack, instruction)
   elif name == 'GET_ITER':
     stores[instruction.offset] = Store('iter', '', stack.peek(1), line)
+    _generic(stack, instruction)
+  elif name.startswith('INPLACE_') or (name == 'BINARY_OP' and instruction.argrepr.endswith('=')
+                                       and instruction.argrepr != '=='):
+    operator = instruction.argrepr or name[len('INPLACE_'):].lower()
+    stores[instruction.offset] = Store('inplace', operator, stack.peek(2), line)
+    _generic(stack, instruction)
+  elif name in ('BEFORE_WITH', 'SETUP_WITH'):
+    stores[instruction.offset] = Store('with', '', stack.peek(1), line)
     _generic(stack, instruction)
   else:
     _generic(stack, instruction)
