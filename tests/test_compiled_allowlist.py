@@ -166,6 +166,8 @@ def test_pure_c_modules_and_higher_order(fn, first, expected):
     pytest.param(type(sys.stdout).write, sys.stdout, '.write()', id='unbound-stream-write'),
     pytest.param(warnings.warn, UNKNOWN_ARGUMENT, 'warn', id='warnings'),
     pytest.param(json.dumps, UNKNOWN_ARGUMENT, None, id='stdlib-python-is-followed'),
+    pytest.param(os.environ.get, UNKNOWN_ARGUMENT, '_Environ.get() (reads the process environment)',
+                 id='environment'),
     pytest.param(logging.getLogger('x').warning, UNKNOWN_ARGUMENT, None, id='stdlib-method-is-followed'),
 ])
 def test_unknown_c_callables_are_refused(fn, first, expected):

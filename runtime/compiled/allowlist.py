@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import array
 import collections
+import os
 import types
 
 import numpy as np
@@ -46,7 +47,7 @@ __all__ = [
     'ARGUMENT_MUTATORS', 'CONTAINER_METHODS', 'DATACLASS_GENERATED_METHODS', 'HIGHER_ORDER', 'IMMUTABLE_TYPES',
     'NAMESPACE_READERS', 'OBJECT_METHODS', 'OPEN_CONTAINERS', 'PURE_BUILTINS', 'PURE_C_MODULES', 'PURE_C_TYPES', 'REGISTRY_BUILTINS',
     'TRANSPARENT_STDLIB_MODULES', 'TRUSTED_EXCEPTIONS', 'TRUSTED_HIGHER_ORDER', 'TRUSTED_PACKAGES',
-    'NAMEDTUPLE_GENERATED_METHODS', 'PURE_C_TYPES_EXCEPTIONS',
+    'NAMEDTUPLE_GENERATED_METHODS', 'PROCESS_STATE_TYPES', 'PURE_C_TYPES_EXCEPTIONS',
 ]
 
 # Builtins that neither read nor change anything outside their arguments.
@@ -172,6 +173,9 @@ TRUSTED_EXCEPTIONS: dict[str, frozenset[str] | None] = {
     'jax._src.config': frozenset({'update', 'config_with_absl', 'parse_flags_with_absl'}),
     'flax.configurations': frozenset({'update', 'temp_flip_flag'}),
 }
+# Objects of the standard library whose every method reads or changes the
+# process's state: refused by name, so that explain() says what they are.
+PROCESS_STATE_TYPES: dict[type, str] = {type(os.environ): 'the process environment'}
 # Standard-library Python modules whose own code needs no watching: what
 # they call back (the user's functions, methods and generators) is watched
 # where it runs, and what they are handed to read is guarded by the caller.

@@ -133,6 +133,9 @@ def code_verdict(code: types.CodeType) -> str | None:
 
 def _python_function(fn: types.FunctionType, first: Any, outlives: Outlives) -> str | None:
   code = fn.__code__
+  state = allowlist.PROCESS_STATE_TYPES.get(type(first)) if first is not UNKNOWN_ARGUMENT else None
+  if state is not None:
+    return f'calls {type(first).__name__}.{fn.__name__}() (reads {state})'
   if usercode.is_user_code(code) or usercode.is_followed_library(code):
     return None  # watched where it runs
   found = code_verdict(code)

@@ -295,7 +295,10 @@ class Fingerprinter:
             (name, self(item)) for name, item in vars(owner).items()
             if name not in skipped and not _generated(item)
         ))
-    result = self._classes[id(cls)] = ('class', Identity(cls), tuple(namespaces))
+    # A metaclass of the user's holds attributes its classes answer with.
+    meta = type(cls)
+    metaclass = self._class(meta) if _is_user_type(meta) else None
+    result = self._classes[id(cls)] = ('class', Identity(cls), tuple(namespaces), metaclass)
     return result
 
   def _module(self, module: internals.Module) -> Any:

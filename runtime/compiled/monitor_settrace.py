@@ -87,7 +87,7 @@ class _Hooks:
         fn, first = evaluate_call(frame, call)
         if fn is not None:
           self.recorder.call(frame, fn, first)
-        elif not _pure_object_method(call):
+        elif call.callable is not bytecode.MADE and not _pure_object_method(call):
           self.pending = frame
     return self.opcode
 

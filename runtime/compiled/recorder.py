@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import functools
 import threading
 import types
 from typing import Any
@@ -307,6 +308,12 @@ def _references(value: Any, generator_frames: set[int]) -> list[Any]:
     return [*cells, value.__defaults__, value.__kwdefaults__, value.__dict__]
   if isinstance(value, types.MethodType):
     return [value.__func__, value.__self__]
+  if isinstance(value, (types.BuiltinMethodType, types.MethodWrapperType)):
+    # A C method bound to its object (``log = TERMS.append``) holds that object.
+    bound = value.__self__
+    return [] if bound is None or isinstance(bound, types.ModuleType) else [bound]
+  if isinstance(value, functools.partial):
+    return [value.func, value.args, value.keywords]
   if isinstance(value, internals.Module):
     return [getattr(value, name, None) for name in getattr(value, '__dataclass_fields__', {}) if name != 'parent']
   if isinstance(value, types.ModuleType):
@@ -338,6 +345,10 @@ def _instance_dict(value: Any) -> dict | None:
 
 def _evaluate(frame: types.FrameType, source: bytecode.Source) -> Any:
   """The object ``source`` names in ``frame`` now, found without running user code; or _UNKNOWN."""
+  if type(source) is bytecode.Const:
+    return source.value
+  if source.root == 'made':
+    return _UNKNOWN
   if source.root == 'global':
     value = frame.f_globals.get(source.name, _UNKNOWN)
     if value is _UNKNOWN:
@@ -347,8 +358,25 @@ def _evaluate(frame: types.FrameType, source: bytecode.Source) -> Any:
   for name in source.attrs:
     if value is _UNKNOWN:
       break
-    value = _static_attribute(value, name)
+    value = _static_item(frame, value, name.key) if type(name) is bytecode.Item else _static_attribute(value, name)
   return value
+
+
+# Containers whose __getitem__ runs no user code, with keys whose hash and
+# comparison run none either.
+_PLAIN_CONTAINERS = (dict, list, tuple)
+_PLAIN_KEYS = (str, int)
+
+
+def _static_item(frame: types.FrameType, container: Any, key: Any) -> Any:
+  """``container[key]`` where that runs no user code, else _UNKNOWN."""
+  key = key.value if type(key) is bytecode.Const else _evaluate(frame, key)
+  if type(container) not in _PLAIN_CONTAINERS or type(key) not in _PLAIN_KEYS:
+    return _UNKNOWN
+  try:
+    return container[key]
+  except (KeyError, IndexError, TypeError):
+    return _UNKNOWN
 
 
 def _binds_safely(descriptor: Any) -> bool:
@@ -408,7 +436,10 @@ def evaluate_call(frame: types.FrameType, call: bytecode.Call) -> tuple[Any, Any
     fn = _evaluate(frame, target)
   else:
     fn = _UNKNOWN
-  first = _evaluate(frame, call.first) if type(call.first) is bytecode.Source else _UNKNOWN
+  if type(call.first) is bytecode.Const:
+    first = call.first.value
+  else:
+    first = _evaluate(frame, call.first) if type(call.first) is bytecode.Source else _UNKNOWN
   return (None if fn is _UNKNOWN else fn), (calls.UNKNOWN_ARGUMENT if first is _UNKNOWN else first)
 
 
