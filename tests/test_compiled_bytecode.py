@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from vjpify.runtime.compiled import bytecode
-from vjpify.runtime.compiled.bytecode import Method, Source
+from vjpify.runtime.compiled.bytecode import Const, Item, Method, Source
 
 
 def _facts(source: str, name: str = 'f'):
@@ -20,18 +20,31 @@ def _facts(source: str, name: str = 'f'):
   return bytecode.facts(namespace[name].__code__)
 
 
+# How an augmented assignment is named: by its symbol from 3.11, by its opcode before.
+_PLUS = '+=' if sys.version_info >= (3, 11) else 'add'
+
+
 def _stores(source: str) -> list[tuple]:
   return [(store.kind, store.name, store.target) for _, store in sorted(_facts(source).stores.items())]
 
 
 @pytest.mark.parametrize('source, expected', [
     pytest.param('def f(d, k, v):\n  d[k] = v', [('item', '', Source('fast', 'd'))], id='item'),
-    pytest.param('def f(self, v):\n  self.total += v', [('attr', 'total', Source('fast', 'self'))], id='augmented-attr'),
-    pytest.param("def f():\n  STATS['n'] += 1", [('item', '', Source('global', 'STATS'))], id='augmented-item'),
+    pytest.param('def f(self, v):\n  self.total += v',
+                 [('inplace', _PLUS, Source('fast', 'self', ('total',))), ('attr', 'total', Source('fast', 'self'))],
+                 id='augmented-attr'),
+    pytest.param("def f():\n  STATS['n'] += 1",
+                 [('inplace', _PLUS, Source('global', 'STATS', (Item(Const('n')),))),
+                  ('item', '', Source('global', 'STATS'))], id='augmented-item'),
+    pytest.param('def f(xs):\n  alias = xs\n  alias += [1]', [('inplace', _PLUS, Source('fast', 'alias'))],
+                 id='augmented-local-alias'),
+    pytest.param('def f(lock):\n  with lock:\n    pass', [('with', '', Source('fast', 'lock'))], id='with'),
     pytest.param('def f(self):\n  self.a.b = 3', [('attr', 'b', Source('fast', 'self', ('a',)))], id='attr-chain'),
     pytest.param('def f():\n  global G\n  G = 1', [('global', 'G', None)], id='global'),
     pytest.param('def f():\n  for x in IT:\n    pass', [('iter', '', Source('global', 'IT'))], id='iter'),
-    pytest.param('def f(d, k):\n  d[k][0] = 2', [('item', '', None)], id='item-of-item-unknown'),
+    pytest.param('def f(d, k):\n  d[k][0] = 2', [('item', '', Source('fast', 'd', (Item(Source('fast', 'k')),)))],
+                 id='item-of-item'),
+    pytest.param('def f(g):\n  g()[0] = 2', [('item', '', None)], id='item-of-a-call-unknown'),
     pytest.param('def f(d, k):\n  del d[k]', [('item', '', Source('fast', 'd'))], id='del-item'),
     pytest.param('def f(g):\n  g().x = 1', [('attr', 'x', None)], id='attr-of-call-unknown'),
     pytest.param('def f(d):\n  out = {}\n  out[1] = d', [('item', '', Source('fast', 'out'))], id='local-dict'),
@@ -45,7 +58,7 @@ def test_nonlocal_assignment_is_a_store_but_own_cells_are_not():
   namespace: dict = {}
   exec(compile(source, '<test>', 'exec'), namespace)  # pylint: disable=exec-used
   inner = namespace['outer']()
-  assert [store.kind for store in bytecode.facts(inner.__code__).stores.values()] == ['nonlocal']
+  assert [store.kind for store in bytecode.facts(inner.__code__).stores.values()] == ['inplace', 'nonlocal']
   assert bytecode.facts(namespace['outer'].__code__).stores == {}
 
 
@@ -65,6 +78,12 @@ def test_code_that_may_catch_errors_is_marked(source, handles):
   assert _facts(source).handles_exceptions is handles
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason='from 3.12 sys.monitoring hands over the callable')
+def test_a_function_made_here_is_known_to_be_python():
+  calls = _facts('def f(xs):\n  return sum(x for x in xs)').calls
+  assert any(call.callable == bytecode.MADE for call in calls.values()), calls
+
+
 def test_generators_are_marked():
   assert _facts('def f():\n  yield 1').is_generator
   assert not _facts('def f():\n  return 1').is_generator
@@ -72,7 +91,7 @@ def test_generators_are_marked():
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason='from 3.12 sys.monitoring hands over the callable')
 @pytest.mark.parametrize('source, callable_, first', [
-    pytest.param('def f(x):\n  print("a", x)', Source('global', 'print'), None, id='builtin'),
+    pytest.param('def f(x):\n  print("a", x)', Source('global', 'print'), Const('a'), id='builtin'),
     pytest.param('def f():\n  return time.time()', Source('global', 'time', ('time',)), None, id='module-function'),
     pytest.param('def f():\n  H.append(len(H))', Method(Source('global', 'H'), 'append'), None, id='method'),
     pytest.param('def f():\n  np.random.normal(size=3)', Method(Source('global', 'np', ('random',)), 'normal'), None,

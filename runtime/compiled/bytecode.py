@@ -24,23 +24,45 @@ from typing import NamedTuple
 
 from vjpify.runtime.compiled import codecache
 
-__all__ = ['CodeFacts', 'Source', 'Store', 'facts']
+__all__ = ['CodeFacts', 'Const', 'Item', 'MADE', 'Source', 'Store', 'facts']
+
+
+class Const(NamedTuple):
+  """A constant the code loads."""
+
+  value: object
+
+
+class Item(NamedTuple):
+  """A subscript in a chain of attributes: ``cfg.fns[0]``, ``STATE['log']``, ``fns[i]``."""
+
+  key: 'Const | Source'
 
 
 class Source(NamedTuple):
-  """Where a stack value came from: a root (``fast``, ``deref``, ``global``) and attribute names."""
+  """Where a stack value came from: a root (``fast``, ``deref``, ``global``) and attribute names or items.
+
+  The root ``made`` stands for a function the code itself makes
+  (``MAKE_FUNCTION``): a lambda, a nested def, a generator expression.
+  """
 
   root: str
   name: str
-  attrs: tuple[str, ...] = ()
+  attrs: tuple = ()
+
+
+MADE = Source('made', '')
 
 
 class Store(NamedTuple):
   """A store that may change state that outlives the call.
 
-  ``kind`` is ``'global'``, ``'nonlocal'``, ``'attr'``, ``'item'`` or
-  ``'iter'``; ``name`` the global, nonlocal or attribute name; ``target``
-  where the object written to came from, or None when unknown.
+  ``kind`` is ``'global'``, ``'nonlocal'``, ``'attr'``, ``'item'``,
+  ``'iter'``, ``'inplace'`` (an augmented assignment, which changes a
+  mutable object in place through whatever name holds it) or ``'with'``
+  (entering a context manager, whose ``__enter__`` no call event shows);
+  ``name`` the global, nonlocal or attribute name, or the operator;
+  ``target`` where the object written to came from, or None when unknown.
   """
 
   kind: str
@@ -156,20 +178,29 @@ def _generic(stack: _Stack, instruction: dis.Instruction) -> None:
     stack.reset()
 
 
-def _call(stack: _Stack, instruction: dis.Instruction) -> Call | None:
-  """The call that ``instruction`` makes, as Python 3.10 and 3.11 lay out their stacks."""
+def _call(stack: _Stack, instruction: dis.Instruction, keywords: int) -> Call | None:
+  """The call that ``instruction`` makes, as Python 3.10 and 3.11 lay out their stacks.
+
+  ``keywords``: how many of its arguments are passed by keyword (3.11's
+  ``KW_NAMES``); the first argument is known only when one is positional.
+  """
   name, arg = instruction.opname, instruction.arg or 0
   if name == 'CALL_FUNCTION':
     return Call(stack.peek(arg + 1), stack.peek(arg) if arg else None)
   if name == 'CALL_FUNCTION_KW':
-    return Call(stack.peek(arg + 2), stack.peek(arg + 1) if arg else None)
+    names = stack.peek(1)
+    keywords = len(names.value) if type(names) is Const and isinstance(names.value, tuple) else arg
+    return Call(stack.peek(arg + 2), stack.peek(arg + 1) if arg > keywords else None)
   if name == 'CALL_FUNCTION_EX':
     return Call(stack.peek(2 + (arg & 1)), None)
   if name in ('CALL_METHOD', 'CALL'):
     below = stack.peek(arg + 2)
+    first = stack.peek(arg) if arg > keywords else None
     if type(below) is Method:
-      return Call(below, stack.peek(arg) if arg else None)
-    return Call(stack.peek(arg + 1), stack.peek(arg) if arg else None)
+      return Call(below, first)
+    if below is MADE:  # a generator expression called with its iterator in the place of self
+      return Call(MADE, None)
+    return Call(stack.peek(arg + 1), first)
   return None
 
 
@@ -178,7 +209,8 @@ def _chain(stack: _Stack, instruction: dis.Instruction) -> tuple[str, ...] | Non
   if instruction.opname not in ('LOAD_ATTR', 'LOAD_METHOD'):
     return None
   base = stack.peek(1)
-  if type(base) is Source and base.root == 'global' and len(base.attrs) < 3:
+  if (type(base) is Source and base.root == 'global' and len(base.attrs) < 3
+      and all(type(name) is str for name in base.attrs)):
     return (base.name, *base.attrs, instruction.argval)
   return None
 
@@ -190,6 +222,18 @@ def _step(stack: _Stack, instruction: dis.Instruction, code: types.CodeType, sto
   if name == 'CALL':
     stack.pop((instruction.arg or 0) + 2)
     stack.push(_UNKNOWN)
+  elif name == 'LOAD_CONST':
+    stack.push(Const(argval))
+  elif name == 'BINARY_SUBSCR':
+    container, key = stack.peek(2), stack.peek(1)
+    stack.pop(2)
+    known = type(container) is Source and container.root != 'made' and type(key) in (Const, Source)
+    stack.push(container._replace(attrs=container.attrs + (Item(key),)) if known else _UNKNOWN)
+  elif name in ('MAKE_FUNCTION', 'SET_FUNCTION_ATTRIBUTE'):
+    made = name == 'MAKE_FUNCTION' or stack.peek(1) is MADE
+    _generic(stack, instruction)
+    if made and stack.items:
+      stack.items[-1] = MADE
   elif name in _LOAD_FAST:
     stack.push(Source('fast', argval))
   elif name == 'LOAD_FAST_LOAD_FAST':
@@ -242,6 +286,14 @@ def _step(stack: _Stack, instruction: dis.Instruction, code: types.CodeType, sto
   elif name == 'GET_ITER':
     stores[instruction.offset] = Store('iter', '', stack.peek(1), line)
     _generic(stack, instruction)
+  elif name.startswith('INPLACE_') or (name == 'BINARY_OP' and instruction.argrepr.endswith('=')
+                                       and instruction.argrepr != '=='):
+    operator = instruction.argrepr or name[len('INPLACE_'):].lower()
+    stores[instruction.offset] = Store('inplace', operator, stack.peek(2), line)
+    _generic(stack, instruction)
+  elif name in ('BEFORE_WITH', 'SETUP_WITH'):
+    stores[instruction.offset] = Store('with', '', stack.peek(1), line)
+    _generic(stack, instruction)
   else:
     _generic(stack, instruction)
 
@@ -256,6 +308,7 @@ def facts(code: types.CodeType) -> CodeFacts:
   stack = _Stack()
   line = code.co_firstlineno
   handlers = False  # Python 3.10: a SETUP_* instruction; later, the exception table
+  keywords = 0
   for instruction in dis.get_instructions(code):
     # Python 3.13 made starts_line a flag and added line_number.
     starts = getattr(instruction, 'line_number', None) if hasattr(instruction, 'line_number') else instruction.starts_line
@@ -270,9 +323,13 @@ def facts(code: types.CodeType) -> CodeFacts:
     if chain is not None:
       chains[chain] = None
     if _HOOKLESS_CALLS:
-      call = _call(stack, instruction)
+      call = _call(stack, instruction, keywords)
       if call is not None:
         calls[instruction.offset] = call
+        keywords = 0
+      if instruction.opname == 'KW_NAMES':
+        names = code.co_consts[instruction.arg or 0]
+        keywords = len(names) if isinstance(names, tuple) else 0
     _step(stack, instruction, code, stores, line)
   names = set(code.co_names)
   names.update(const for const in code.co_consts if isinstance(const, str))

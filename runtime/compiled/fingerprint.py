@@ -24,6 +24,7 @@ with the reason, and the call then runs uncompiled.
 from __future__ import annotations
 
 import argparse
+import array
 import collections
 import collections.abc
 import dataclasses
@@ -198,6 +199,14 @@ class Fingerprinter:
       return kind, self(value.func), self(value.args), self(value.keywords), self._attributes(value)
     if isinstance(value, weakref.ref):
       return kind, self(value())
+    if isinstance(value, (weakref.ProxyType, weakref.CallableProxyType)):
+      raise Unguardable('a weakref.proxy (what it reads through its referent cannot be checked before each call)')
+    if isinstance(value, bytearray):
+      return kind, bytes(value)
+    if isinstance(value, array.array):
+      return kind, value.typecode, value.tobytes()
+    if isinstance(value, memoryview):
+      raise Unguardable('a memoryview (the buffer it shows can change under it)')
     if isinstance(value, (_SEQUENCES, _MAPPINGS, _SETS)) or dataclasses.is_dataclass(value):
       return self._container(kind, value)
     if _is_user_type(kind) or isinstance(value, _DATA_HOLDERS):
@@ -249,7 +258,7 @@ class Fingerprinter:
 
   def _function(self, fn: types.FunctionType) -> Any:
     code = fn.__code__
-    if not usercode.is_user_code(code):
+    if not (usercode.is_user_code(code) or usercode.is_followed_library(code)):
       # A library's wrapper (functools.wraps, flax's method wrappers) around
       # a user function: the wrapper by identity, the user function inside.
       wrapped = fn.__dict__.get('__wrapped__', _MISSING)
@@ -286,7 +295,10 @@ class Fingerprinter:
             (name, self(item)) for name, item in vars(owner).items()
             if name not in skipped and not _generated(item)
         ))
-    result = self._classes[id(cls)] = ('class', Identity(cls), tuple(namespaces))
+    # A metaclass of the user's holds attributes its classes answer with.
+    meta = type(cls)
+    metaclass = self._class(meta) if _is_user_type(meta) else None
+    result = self._classes[id(cls)] = ('class', Identity(cls), tuple(namespaces), metaclass)
     return result
 
   def _module(self, module: internals.Module) -> Any:

@@ -10,13 +10,14 @@ inside a container, a config object or a closure shows.
 
 from __future__ import annotations
 
+import abc
 import builtins as builtins_module
 import types
 from typing import Any
 
 from vjpify.runtime.compiled.fingerprint import Fingerprinter, Identity, Unguardable
 
-__all__ = ['GlobalGuard', 'Guards', 'builtins_of']
+__all__ = ['GlobalGuard', 'Guards', 'RegistryGuard', 'builtins_of']
 
 _MISSING = object()
 
@@ -77,6 +78,34 @@ class GlobalGuard:
 
   def failure(self) -> str:
     return f'{self.describe()} changed (was {_describe_value(self.value)}, now {_describe_value(self._read())})'
+
+
+class RegistryGuard:
+  """No ABC registration happened since the trace: ``isinstance`` and ``issubclass`` answer as they did.
+
+  ``abc.get_cache_token()`` changes whenever any ABC registers a class, which
+  is what makes an ``isinstance`` against an ABC answer differently; a
+  trace that asked such a question is reused only under the same token.
+  """
+
+  __slots__ = ('namespace', 'name', 'value')
+
+  def __init__(self):
+    self.namespace = abc
+    self.name = 'ABC registrations'
+    self.value = abc.get_cache_token()
+
+  def current(self) -> Any:
+    return abc.get_cache_token()
+
+  def check(self) -> bool:
+    return abc.get_cache_token() == self.value
+
+  def describe(self) -> str:
+    return 'the ABC registrations (abc.ABCMeta.register)'
+
+  def failure(self) -> str:
+    return f'{self.describe()} changed since the trace'
 
 
 class Guards:

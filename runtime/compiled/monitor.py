@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from vjpify.runtime.compiled.recorder import Recorder
 
-__all__ = ['MonitorUnavailable', 'watching']
+__all__ = ['MonitorUnavailable', 'foreign_hook', 'watching']
 
 
 class MonitorUnavailable(Exception):
@@ -49,3 +49,13 @@ def watching(recorder: Recorder) -> Iterator[None]:
     yield
   finally:
     _backend.stop(recorder)
+
+
+def foreign_hook() -> str | None:
+  """The debugger, profiler, coverage or monitoring tool other than this runtime that is active now, or None.
+
+  A compiled call runs none of fn's Python code, so such a tool would see
+  other events than the original program gives it: the call then runs
+  uncompiled, and the tool's hook is left as it is.
+  """
+  return _backend.foreign()

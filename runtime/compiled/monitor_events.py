@@ -17,10 +17,10 @@ import threading
 import types
 from typing import Any
 
-from vjpify.runtime.compiled import bytecode, effects, usercode
+from vjpify.runtime.compiled import bytecode, calls, usercode
 from vjpify.runtime.compiled.recorder import Recorder
 
-__all__ = ['start', 'stop']
+__all__ = ['foreign', 'start', 'stop']
 
 _monitoring = sys.monitoring
 _EVENTS = _monitoring.events
@@ -38,30 +38,43 @@ _suspended: dict[int, int] = {}
 _asides: set[types.CodeType] = set()
 _local_codes: set[types.CodeType] = set()
 _tool: int | None = None
-_is_user = usercode.is_user_code
+_kind = usercode.kind_of_code
+
+
+def _is_finalizer(code: types.CodeType) -> bool:
+  return (code in _asides or code.co_name == '__del__') and usercode.kind_of_code(code) != usercode.TRUSTED
 
 
 def _on_start(code: types.CodeType, offset: int) -> Any:
   thread = threading.get_ident()
   recorder = _recorders.get(thread)
-  if recorder is not None and (code in _asides or code.co_name == '__del__'):
+  if recorder is not None and _is_finalizer(code):
+    recorder.finalizer_runs(code)
     _suspended[thread] = _suspended.get(thread, 0) + 1
     _monitoring.set_local_events(_tool, code, _EVENTS.PY_RETURN)
     _local_codes.add(code)
     return None
   if _suspended.get(thread):
     return None
-  if not _is_user(code):
-    if effects.classify_code(code) is None:
+  kind = _kind(code)
+  if kind in (usercode.TRUSTED, usercode.TRANSPARENT):
+    if calls.code_verdict(code) is None:
       return _DISABLE
     if recorder is not None:
       caller = sys._getframe(1).f_back  # pylint: disable=protected-access
-      if caller is not None and _is_user(caller.f_code):
+      if caller is not None and usercode.watched(caller):
         recorder.enter_library(code, caller)
     return None
   if recorder is None:
     return None
-  recorder.enter(sys._getframe(1))  # pylint: disable=protected-access
+  frame = sys._getframe(1)  # pylint: disable=protected-access
+  if kind == usercode.STRING and usercode.is_generated_method(frame):
+    return _DISABLE
+  # Standard-library code is followed only where watched code called it;
+  # it stays enabled, since user code may call it later in the trace.
+  if kind == usercode.STDLIB and not usercode.followed(frame.f_back):
+    return None
+  recorder.enter(frame)
   if code not in _local_codes:
     _local_codes.add(code)
     events = _EVENTS.CALL | (_EVENTS.INSTRUCTION if bytecode.facts(code).stores else 0)
@@ -71,16 +84,28 @@ def _on_start(code: types.CodeType, offset: int) -> Any:
 
 def _on_leave(code: types.CodeType, offset: int, value: Any) -> Any:
   thread = threading.get_ident()
-  if (code in _asides or code.co_name == '__del__') and _suspended.get(thread):
+  if _is_finalizer(code) and _suspended.get(thread):
     _suspended[thread] -= 1
   return None
 
 
+def _watching(code: types.CodeType) -> tuple[Recorder | None, types.FrameType | None]:
+  """The recorder to report to and the frame that sent the event, or Nones when the frame is not watched."""
+  thread = threading.get_ident()
+  recorder = _recorders.get(thread)
+  if recorder is None or _suspended.get(thread):
+    return None, None
+  frame = sys._getframe(2)  # pylint: disable=protected-access
+  if _kind(code) != usercode.USER and not usercode.watched(frame):
+    return None, None
+  return recorder, frame
+
+
 def _on_call(code: types.CodeType, offset: int, fn: Any, first: Any) -> Any:
-  recorder = _recorders.get(threading.get_ident())
-  if recorder is not None and not _suspended.get(threading.get_ident()):
-    argument = effects.UNKNOWN_ARGUMENT if first is _monitoring.MISSING else first
-    recorder.call(sys._getframe(1), fn, argument)  # pylint: disable=protected-access
+  recorder, frame = _watching(code)
+  if recorder is not None:
+    argument = calls.UNKNOWN_ARGUMENT if first is _monitoring.MISSING else first
+    recorder.call(frame, fn, argument)
   return None
 
 
@@ -88,18 +113,32 @@ def _on_instruction(code: types.CodeType, offset: int) -> Any:
   store = bytecode.facts(code).stores.get(offset)
   if store is None:
     return _DISABLE
-  recorder = _recorders.get(threading.get_ident())
-  if recorder is not None and not _suspended.get(threading.get_ident()):
-    recorder.store(sys._getframe(1), store)  # pylint: disable=protected-access
+  recorder, frame = _watching(code)
+  if recorder is not None:
+    recorder.store(frame, store)
   return None
 
 
 def _on_handled(code: types.CodeType, offset: int, error: BaseException) -> Any:
-  if not _is_user(code):
+  if _kind(code) in (usercode.TRUSTED, usercode.TRANSPARENT):
     return None
-  recorder = _recorders.get(threading.get_ident())
-  if recorder is not None and not _suspended.get(threading.get_ident()):
-    recorder.meets_error(sys._getframe(1), error)  # pylint: disable=protected-access
+  recorder, frame = _watching(code)
+  if recorder is not None:
+    recorder.meets_error(frame, error)
+  return None
+
+
+def foreign() -> str | None:
+  """The tool other than this runtime that holds sys.monitoring, settrace or setprofile, or None."""
+  for tool in range(6):
+    if tool != _tool:
+      name = _monitoring.get_tool(tool)
+      if name is not None:
+        return f'the sys.monitoring tool {name!r}'
+  if sys.gettrace() is not None:
+    return 'a sys.settrace hook (a debugger or coverage tool)'
+  if sys.getprofile() is not None:
+    return 'a sys.setprofile hook (a profiler)'
   return None
 
 

@@ -20,12 +20,10 @@ import sys
 import types
 from typing import Any
 
-from vjpify.runtime.compiled import bytecode, effects, usercode
+from vjpify.runtime.compiled import allowlist, bytecode, calls, usercode
 from vjpify.runtime.compiled.recorder import Recorder, evaluate_call
 
-__all__ = ['start', 'stop']
-
-_is_user = usercode.is_user_code
+__all__ = ['foreign', 'start', 'stop']
 
 
 class _Hooks:
@@ -34,17 +32,24 @@ class _Hooks:
     self.recorder = recorder
     self.asides = usercode.aside_codes()
     self.suspended = 0
+    # A watched frame that made a call whose callable the bytecode could
+    # not name: if the next event is in that frame again, no Python frame
+    # started, so a C function ran unchecked.
+    self.pending: types.FrameType | None = None
 
   def trace(self, frame: types.FrameType, event: str, arg: Any) -> Any:
     if self.suspended:
       return None
     code = frame.f_code
-    if code in self.asides or code.co_name == '__del__':
+    if (code in self.asides or code.co_name == '__del__') and usercode.kind_of_code(code) != usercode.TRUSTED:
       # A gc callback or a finalizer, run wherever the collector struck:
-      # not part of the traced function.
+      # not part of the traced function, and not run by a compiled call.
+      self.recorder.finalizer_runs(code)
       self.suspended += 1
       return self.aside
-    if _is_user(code):
+    if self.pending is not None and frame.f_back is self.pending:
+      self.pending = None  # the callable was written in Python
+    if usercode.watched(frame):
       self.recorder.enter(frame)
       facts = bytecode.facts(code)
       if facts.stores or facts.calls or facts.handles_exceptions:
@@ -52,9 +57,9 @@ class _Hooks:
         frame.f_trace_opcodes = True
         return self.opcode
       return None
-    if effects.classify_code(code) is not None:
+    if calls.code_verdict(code) is not None:
       caller = frame.f_back
-      if caller is not None and _is_user(caller.f_code):
+      if caller is not None and usercode.watched(caller):
         self.recorder.enter_library(code, caller)
     return None
 
@@ -64,9 +69,14 @@ class _Hooks:
     return self.aside
 
   def opcode(self, frame: types.FrameType, event: str, arg: Any) -> Any:
-    if event == 'exception' and not self.suspended and bytecode.facts(frame.f_code).handles_exceptions:
+    if self.suspended:
+      return self.opcode
+    if self.pending is frame and event in ('opcode', 'exception'):
+      self.pending = None
+      self.recorder.unseen_call(frame)
+    if event == 'exception' and bytecode.facts(frame.f_code).handles_exceptions:
       self.recorder.meets_error(frame, arg[1])
-    if event == 'opcode' and not self.suspended:
+    if event == 'opcode':
       facts = bytecode.facts(frame.f_code)
       offset = frame.f_lasti
       store = facts.stores.get(offset)
@@ -77,7 +87,26 @@ class _Hooks:
         fn, first = evaluate_call(frame, call)
         if fn is not None:
           self.recorder.call(frame, fn, first)
+        elif call.callable is not bytecode.MADE and not _pure_object_method(call):
+          self.pending = frame
     return self.opcode
+
+
+def _pure_object_method(call: bytecode.Call) -> bool:
+  """A method looked up on a value the bytecode cannot name, whose name only object's pure methods have
+  (``super().__init__()``)."""
+  target = call.callable
+  return type(target) is bytecode.Method and target.name in allowlist.OBJECT_METHODS[0]
+
+
+def foreign() -> str | None:
+  """The hook other than this runtime's that holds settrace or setprofile on this thread, or None."""
+  hook = sys.gettrace()
+  if hook is not None and not isinstance(getattr(hook, '__self__', None), _Hooks):
+    return 'a sys.settrace hook (a debugger or coverage tool)'
+  if sys.getprofile() is not None:
+    return 'a sys.setprofile hook (a profiler)'
+  return None
 
 
 def start(recorder: Recorder) -> str | None:
@@ -89,4 +118,6 @@ def start(recorder: Recorder) -> str | None:
 
 def stop(recorder: Recorder) -> None:
   del recorder
-  sys.settrace(None)
+  # Only this runtime's own hook is removed, never one the program set.
+  if isinstance(getattr(sys.gettrace(), '__self__', None), _Hooks):
+    sys.settrace(None)

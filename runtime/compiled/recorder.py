@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import functools
 import threading
 import types
 from typing import Any
 
 from vjpify.runtime import internals
-from vjpify.runtime.compiled import bytecode, effects, usercode
+from vjpify.runtime.compiled import allowlist, bytecode, calls, usercode
 from vjpify.runtime.compiled.fingerprint import Fingerprinter, Unguardable
 from vjpify.runtime.compiled.guards import GlobalGuard, builtins_of
 
@@ -36,6 +37,17 @@ _UNKNOWN = object()
 
 class EffectFound(BaseException):
   """Raised inside a trace, before an observable effect would happen."""
+
+
+# The in-place method an augmented assignment calls, by operator (Python
+# 3.11 and later name them by symbol, 3.10 by opcode).
+_INPLACE_METHODS = {
+    '+=': 'add', '-=': 'sub', '*=': 'mul', '/=': 'truediv', '//=': 'floordiv', '%=': 'mod', '**=': 'pow',
+    '<<=': 'lshift', '>>=': 'rshift', '&=': 'and', '|=': 'or', '^=': 'xor', '@=': 'matmul', 'add': 'add',
+    'subtract': 'sub', 'multiply': 'mul', 'true_divide': 'truediv', 'floor_divide': 'floordiv', 'modulo': 'mod',
+    'power': 'pow', 'lshift': 'lshift', 'rshift': 'rshift', 'and': 'and', 'or': 'or', 'xor': 'xor',
+    'matrix_multiply': 'matmul',
+}
 
 
 def where(frame: types.FrameType) -> str:
@@ -57,6 +69,12 @@ class Recorder:
     self._reached: set[int] = set()
     self._generator_frames: set[int] = set()
     self._budget = _REACH_BUDGET
+    # Whether user code asked a question that ABC registries answer
+    # (isinstance, issubclass): the entry is then guarded by their version.
+    self.reads_registries = False
+    # A finalizer or gc callback that ran while the trace did: its effects
+    # happened during the trace, and would not on a compiled call.
+    self.finalized: str | None = None
 
   # Events from the monitor.
   # ---------------------------------------------------------------------------
@@ -85,21 +103,35 @@ class Recorder:
   def call(self, frame: types.FrameType, fn: Any, first: Any) -> None:
     """A user frame is about to call ``fn`` (``first``: its first argument, if known)."""
     self._raise_if_failed()
-    verdict = effects.classify_call(fn, first, self.outlives)
+    verdict = calls.verdict(fn, first, self.outlives)
     if verdict is not None:
       self.fail(verdict, frame)
+    if not self.reads_registries and calls.reads_registries(fn):
+      self.reads_registries = True
+
+  def unseen_call(self, frame: types.FrameType) -> None:
+    """A user frame called something in C that the monitor could not see before it ran (Python 3.10, 3.11)."""
+    self.fail('calls a C function through a computed value (it ran before it could be checked against the '
+              'allow-list)', frame)
+
+  def finalizer_runs(self, code: types.CodeType) -> None:
+    """A finalizer or gc callback starts while the trace runs."""
+    if self.finalized is None:
+      name = getattr(code, 'co_qualname', code.co_name)
+      self.finalized = (f'a finalizer or gc callback ({name} at {code.co_filename}:{code.co_firstlineno}) ran during '
+                        'the trace; a compiled call would not run it')
 
   def meets_error(self, frame: types.FrameType, error: BaseException) -> None:
     """An error reaches a user frame that may catch it."""
     if self.effect is None:
-      verdict = effects.caught_tracer_error(error)
+      verdict = calls.caught_tracer_error(error)
       if verdict is not None:
         self.fail(verdict, frame)
 
   def enter_library(self, code: types.CodeType, caller: types.FrameType) -> None:
     """A user frame enters library function ``code`` (found impure by the monitor)."""
     self._raise_if_failed()
-    verdict = effects.classify_code(code)
+    verdict = calls.code_verdict(code)
     if verdict is not None:
       self.fail(verdict, caller)
 
@@ -111,6 +143,10 @@ class Recorder:
     if store.kind == 'nonlocal':
       self.fail(f'assigns the nonlocal {store.name}', frame)
     target = _UNKNOWN if store.target is None else _evaluate(frame, store.target)
+    if store.kind in ('inplace', 'with'):
+      if target is not _UNKNOWN:
+        self._check_special(frame, store, target)
+      return
     if target is _UNKNOWN:
       # A loop over what a call returned (range(n), zip(...)) iterates over
       # something new; only stores are compared after the trace.
@@ -125,6 +161,23 @@ class Recorder:
     elif self.outlives(target):
       what = f'sets the attribute {store.name} of' if store.kind == 'attr' else 'sets an item of'
       self.fail(f'{what} a {type(target).__name__} that outlives the call', frame)
+
+  def _check_special(self, frame: types.FrameType, store: bytecode.Store, target: Any) -> None:
+    """An augmented assignment or a with statement, whose C method no call event shows."""
+    kind = type(target)
+    if isinstance(target, allowlist.IMMUTABLE_TYPES) or isinstance(target, internals.Module):
+      return
+    if store.kind == 'with':
+      enter = getattr(kind, '__enter__', None)
+      if isinstance(enter, types.FunctionType) or usercode.is_trusted_module(kind.__module__) and (
+          kind.__module__.partition('.')[0] in allowlist.TRUSTED_PACKAGES):
+        return  # watched where it runs, or a trusted package's
+      self.fail(f'enters a {kind.__name__} (a context manager written in C, {calls.NOT_LISTED})', frame)
+    method = getattr(kind, f'__i{_INPLACE_METHODS.get(store.name, "")}__', None)
+    if method is None or isinstance(method, types.FunctionType):
+      return  # a new object, or a method written in Python, watched where it runs
+    if self.outlives(target):
+      self.fail(f'changes a {kind.__name__} that outlives the call in place ({store.name})', frame)
 
   def fail(self, reason: str, frame: types.FrameType | None) -> None:
     self.effect = reason if frame is None else f'{reason} at {where(frame)}'
@@ -255,6 +308,12 @@ def _references(value: Any, generator_frames: set[int]) -> list[Any]:
     return [*cells, value.__defaults__, value.__kwdefaults__, value.__dict__]
   if isinstance(value, types.MethodType):
     return [value.__func__, value.__self__]
+  if isinstance(value, (types.BuiltinMethodType, types.MethodWrapperType)):
+    # A C method bound to its object (``log = TERMS.append``) holds that object.
+    bound = value.__self__
+    return [] if bound is None or isinstance(bound, types.ModuleType) else [bound]
+  if isinstance(value, functools.partial):
+    return [value.func, value.args, value.keywords]
   if isinstance(value, internals.Module):
     return [getattr(value, name, None) for name in getattr(value, '__dataclass_fields__', {}) if name != 'parent']
   if isinstance(value, types.ModuleType):
@@ -286,6 +345,10 @@ def _instance_dict(value: Any) -> dict | None:
 
 def _evaluate(frame: types.FrameType, source: bytecode.Source) -> Any:
   """The object ``source`` names in ``frame`` now, found without running user code; or _UNKNOWN."""
+  if type(source) is bytecode.Const:
+    return source.value
+  if source.root == 'made':
+    return _UNKNOWN
   if source.root == 'global':
     value = frame.f_globals.get(source.name, _UNKNOWN)
     if value is _UNKNOWN:
@@ -295,8 +358,25 @@ def _evaluate(frame: types.FrameType, source: bytecode.Source) -> Any:
   for name in source.attrs:
     if value is _UNKNOWN:
       break
-    value = _static_attribute(value, name)
+    value = _static_item(frame, value, name.key) if type(name) is bytecode.Item else _static_attribute(value, name)
   return value
+
+
+# Containers whose __getitem__ runs no user code, with keys whose hash and
+# comparison run none either.
+_PLAIN_CONTAINERS = (dict, list, tuple)
+_PLAIN_KEYS = (str, int)
+
+
+def _static_item(frame: types.FrameType, container: Any, key: Any) -> Any:
+  """``container[key]`` where that runs no user code, else _UNKNOWN."""
+  key = key.value if type(key) is bytecode.Const else _evaluate(frame, key)
+  if type(container) not in _PLAIN_CONTAINERS or type(key) not in _PLAIN_KEYS:
+    return _UNKNOWN
+  try:
+    return container[key]
+  except (KeyError, IndexError, TypeError):
+    return _UNKNOWN
 
 
 def _binds_safely(descriptor: Any) -> bool:
@@ -356,8 +436,11 @@ def evaluate_call(frame: types.FrameType, call: bytecode.Call) -> tuple[Any, Any
     fn = _evaluate(frame, target)
   else:
     fn = _UNKNOWN
-  first = _evaluate(frame, call.first) if type(call.first) is bytecode.Source else _UNKNOWN
-  return (None if fn is _UNKNOWN else fn), (effects.UNKNOWN_ARGUMENT if first is _UNKNOWN else first)
+  if type(call.first) is bytecode.Const:
+    first = call.first.value
+  else:
+    first = _evaluate(frame, call.first) if type(call.first) is bytecode.Source else _UNKNOWN
+  return (None if fn is _UNKNOWN else fn), (calls.UNKNOWN_ARGUMENT if first is _UNKNOWN else first)
 
 
 def _is_iterator(value: Any) -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 
 from vjpify.runtime import internals
 
-__all__ = ['static_problem', 'has_custom_rules', 'probe_backward']
+__all__ = ['has_custom_rules', 'narrow_problem', 'probe_backward', 'static_problem']
 
 _CALLBACKS = ('callback', 'debug_print', 'io_callback', 'pure_callback', 'debug_callback')
 _CUSTOM_RULES = frozenset({'custom_jvp_call', 'custom_vjp_call', 'custom_vjp_call_jaxpr', 'custom_lin'})
@@ -56,11 +56,29 @@ def static_problem(closed_jaxpr: Any) -> str | None:
     if any(marker in name for marker in _CALLBACKS):
       return f'the traced program calls back into Python ({name})'
     avals.extend(var.aval for var in eqn.outvars)
+  return _narrow(avals, 'the traced program')
+
+
+def _narrow(avals: list, what: str) -> str | None:
   narrow = sorted({str(aval.dtype) for aval in avals if _narrow_float(aval)})
   if narrow:
-    return (f'the traced program computes in {", ".join(narrow)}, where compiled and eager rounding differ '
+    return (f'{what} computes in {", ".join(narrow)}, where compiled and eager rounding differ '
             'beyond the promised tolerance')
   return None
+
+
+def narrow_problem(closed_jaxpr: Any, what: str) -> str | None:
+  """Why ``closed_jaxpr`` (``what``) must not run compiled for the floating types it computes in, or None.
+
+  Every value counts: inputs, outputs and each equation's results, in
+  sub-programs too, so a backward rule that computes in bfloat16 between
+  float32 inputs and outputs is found.
+  """
+  jaxpr = closed_jaxpr.jaxpr
+  avals = [var.aval for var in (*jaxpr.invars, *jaxpr.outvars) if hasattr(var, 'aval')]
+  for eqn in internals.jaxpr_equations(jaxpr):
+    avals.extend(var.aval for var in eqn.outvars)
+  return _narrow(avals, what)
 
 
 def has_custom_rules(closed_jaxpr: Any) -> bool:
@@ -73,8 +91,8 @@ def _cotangent(aval: Any) -> Any:
   return np.zeros(aval.shape, jax.dtypes.float0)
 
 
-def probe_backward(closed_jaxpr: Any, primal_count: int) -> None:
-  """Traces the backward pass of the program, as differentiating the compiled call will.
+def probe_backward(closed_jaxpr: Any, primal_count: int) -> Any:
+  """Traces the backward pass of the program, as differentiating the compiled call will, and returns it.
 
   Raises whatever the custom rules raise when given tracers (a
   ``TracerArrayConversionError`` from ``np.asarray(g)``, a
@@ -91,4 +109,4 @@ def probe_backward(closed_jaxpr: Any, primal_count: int) -> None:
     _, pullback = jax.vjp(lambda *p: fun(*constants, *p), *primals)
     return pullback([_cotangent(aval) for aval in out_avals])
 
-  jax.make_jaxpr(backward)(*[jax.ShapeDtypeStruct(aval.shape, aval.dtype) for aval in in_avals])
+  return jax.make_jaxpr(backward)(*[jax.ShapeDtypeStruct(aval.shape, aval.dtype) for aval in in_avals])

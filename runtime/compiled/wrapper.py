@@ -18,6 +18,7 @@ import jax
 from vjpify.runtime import internals
 from vjpify.runtime.compiled import cache, heldwarnings, keys, monitor, plumbing, reports, vetting
 from vjpify.runtime.compiled.fingerprint import Fingerprinter, Unguardable
+from vjpify.runtime.compiled.guards import RegistryGuard
 from vjpify.runtime.compiled.recorder import EffectFound, Recorder
 
 __all__ = ['FLAX_COMPILES', 'compiled']
@@ -71,6 +72,9 @@ def _scopes_or_reason(module: Any, primals: tuple, kwargs: dict) -> plumbing.Sco
   if jax.config.jax_debug_nans or jax.config.jax_debug_infs:
     # Compiled code finds a NaN by running again op by op, and says so differently.
     return 'jax_debug_nans or jax_debug_infs is on'
+  hook = monitor.foreign_hook()
+  if hook is not None:
+    return f'{hook} is active (compiled, fn would run none of its Python code where the tool watches)'
   scopes = plumbing.Scopes.of(module)
   if scopes is None:
     return 'the module is unbound, or reaches a flax Variable through its fields'
@@ -142,21 +146,29 @@ def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerp
     return f'fn {recorder.effect}', _partial_guards(recorder, fingerprinter, entry)
   if shown:
     return f'the trace issues {_warning(shown[0])}', _partial_guards(recorder, fingerprinter, entry)
+  if recorder.finalized is not None:
+    return recorder.finalized, _partial_guards(recorder, fingerprinter, entry)
   covered = fingerprinter.reached_codes | entry.covered_codes
   modules = {**fingerprinter.user_modules, **entry.user_modules}
   try:
     guards = recorder.guards(covered, modules)
   except Unguardable as error:
     return f'cannot guard: {error}', []
+  if recorder.reads_registries:
+    guards.append(RegistryGuard())
   problem = vetting.static_problem(traced.jaxpr)
   if problem is None and vetting.has_custom_rules(traced.jaxpr):
     primal_count = len(jax.tree_util.tree_leaves(arguments[-1]))
     try:
       with heldwarnings.held() as shown, monitor.watching(recorder):
-        vetting.probe_backward(traced.jaxpr, primal_count)
+        backward = vetting.probe_backward(traced.jaxpr, primal_count)
       guards += recorder.guards(covered, modules)
       if shown:
         problem = f'the backward pass issues {_warning(shown[0])}'
+      elif recorder.finalized is not None:
+        problem = recorder.finalized
+      else:
+        problem = vetting.narrow_problem(backward, 'the backward pass')
     except EffectFound:
       problem = f'the backward pass {recorder.effect}'
     except Unguardable as error:
