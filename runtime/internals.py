@@ -24,6 +24,7 @@ from flax.linen import module as module_lib
 from flax.linen import transforms as transforms_lib
 
 __all__ = [
+    'pytree_registration',
     'AxisMapping',
     'FLAX_VERSION',
     'Undetermined',
@@ -282,6 +283,17 @@ def _sub_jaxprs(params: dict) -> Iterator[Any]:
         yield inner
       elif hasattr(item, 'eqns'):  # a Jaxpr
         yield item
+
+
+def pytree_registration(cls: type) -> Any:
+  """What jax's pytree registry holds for ``cls`` (None when it is a leaf), compared by identity.
+
+  A class registered after a trace flattens differently from then on, so a
+  user object's fingerprint holds its class's registration.
+  """
+  from jax._src import tree_util  # pylint: disable=import-outside-toplevel
+  registry = getattr(tree_util, '_registry', None)
+  return None if registry is None else registry.get(cls)
 
 
 def jaxpr_equations(jaxpr: Any) -> Iterator[Any]:

@@ -44,7 +44,7 @@ import types
 import numpy as np
 
 __all__ = [
-    'ARGUMENT_MUTATORS', 'CONTAINER_METHODS', 'DATACLASS_GENERATED_METHODS', 'HIGHER_ORDER', 'IMMUTABLE_TYPES',
+    'ARGUMENT_MUTATORS', 'CONTAINER_METHODS', 'DATACLASS_GENERATED_METHODS', 'HIGHER_ORDER', 'IMMUTABLE_TYPES', 'ITERATOR_CONSUMERS', 'WRITING_KEYWORDS',
     'NAMESPACE_READERS', 'OBJECT_METHODS', 'OPEN_CONTAINERS', 'PURE_BUILTINS', 'PURE_C_MODULES', 'PURE_C_TYPES', 'REGISTRY_BUILTINS',
     'TRANSPARENT_STDLIB_MODULES', 'TRUSTED_EXCEPTIONS', 'TRUSTED_HIGHER_ORDER', 'TRUSTED_PACKAGES',
     'NAMEDTUPLE_GENERATED_METHODS', 'PROCESS_STATE_TYPES', 'PURE_C_TYPES_EXCEPTIONS',
@@ -85,6 +85,17 @@ ARGUMENT_MUTATORS = {
     # numpy's in-place functions.
     'copyto': 0, 'put': 0, 'place': 0, 'putmask': 0, 'put_along_axis': 0, 'fill_diagonal': 0,
 }
+# C callables that consume an iterator given as their first argument: an
+# iterator that outlives the call would be advanced once per trace, not
+# once per call.
+ITERATOR_CONSUMERS = frozenset({
+    'zip', 'enumerate', 'list', 'tuple', 'set', 'frozenset', 'dict', 'sorted', 'sum', 'min', 'max', 'any', 'all',
+    'islice', 'chain', 'cycle', 'tee', 'accumulate', 'compress', 'zip_longest', 'product', 'permutations',
+    'combinations', 'combinations_with_replacement', 'pairwise', 'batched', 'groupby', 'bytes', 'bytearray', 'join',
+    'extend', 'update', 'deque', 'fromiter', 'from_iterable', 'nlargest', 'nsmallest', 'merge',
+})
+# Keywords through which a C function writes into an object it is given.
+WRITING_KEYWORDS = frozenset({'out'})
 # Types every method of which is pure: values that cannot change.
 IMMUTABLE_TYPES: tuple[type, ...] = (
     str, bytes, int, float, complex, bool, tuple, frozenset, range, slice, type(None), type(Ellipsis),

@@ -60,7 +60,8 @@ class Store(NamedTuple):
   ``kind`` is ``'global'``, ``'nonlocal'``, ``'attr'``, ``'item'``,
   ``'iter'``, ``'inplace'`` (an augmented assignment, which changes a
   mutable object in place through whatever name holds it) or ``'with'``
-  (entering a context manager, whose ``__enter__`` no call event shows);
+  (entering a context manager, whose ``__enter__`` no call event shows) or
+  ``'import'`` (an import statement, which reads ``sys.modules``);
   ``name`` the global, nonlocal or attribute name, or the operator;
   ``target`` where the object written to came from, or None when unknown.
   """
@@ -95,6 +96,8 @@ class CodeFacts(NamedTuple):
   stores: dict[int, Store]
   # Python 3.10 and 3.11 only, where no hook hands over the callable.
   calls: dict[int, Call]
+  # The keyword names of each call that passes keywords, by the call's offset.
+  keywords: dict[int, tuple[str, ...]]
   is_generator: bool
   # Whether the code has try blocks (or with statements) that could catch
   # an error raised by tracing.
@@ -291,6 +294,9 @@ def _step(stack: _Stack, instruction: dis.Instruction, code: types.CodeType, sto
     operator = instruction.argrepr or name[len('INPLACE_'):].lower()
     stores[instruction.offset] = Store('inplace', operator, stack.peek(2), line)
     _generic(stack, instruction)
+  elif name == 'IMPORT_NAME':
+    stores[instruction.offset] = Store('import', argval, None, line)
+    _generic(stack, instruction)
   elif name in ('BEFORE_WITH', 'SETUP_WITH'):
     stores[instruction.offset] = Store('with', '', stack.peek(1), line)
     _generic(stack, instruction)
@@ -305,6 +311,8 @@ def facts(code: types.CodeType) -> CodeFacts:
   chains: dict[tuple[str, ...], None] = {}
   stores: dict[int, Store] = {}
   calls: dict[int, Call] = {}
+  keyword_names: dict[int, tuple[str, ...]] = {}
+  pending_names: tuple[str, ...] = ()
   stack = _Stack()
   line = code.co_firstlineno
   handlers = False  # Python 3.10: a SETUP_* instruction; later, the exception table
@@ -322,6 +330,16 @@ def facts(code: types.CodeType) -> CodeFacts:
     chain = _chain(stack, instruction)
     if chain is not None:
       chains[chain] = None
+    if instruction.opname == 'KW_NAMES':  # 3.11 and 3.12
+      names = code.co_consts[instruction.arg or 0]
+      pending_names = names if isinstance(names, tuple) else ()
+    elif instruction.opname in ('CALL_KW', 'CALL_FUNCTION_KW'):  # the names are on the stack (3.13, 3.10)
+      top = stack.peek(1)
+      if type(top) is Const and isinstance(top.value, tuple):
+        keyword_names[instruction.offset] = top.value
+    elif instruction.opname == 'CALL' and pending_names:
+      keyword_names[instruction.offset] = pending_names
+      pending_names = ()
     if _HOOKLESS_CALLS:
       call = _call(stack, instruction, keywords)
       if call is not None:
@@ -341,6 +359,7 @@ def facts(code: types.CodeType) -> CodeFacts:
       names=frozenset(names),
       stores=stores,
       calls=calls,
+      keywords=keyword_names,
       is_generator=bool(code.co_flags & (0x20 | 0x80 | 0x200)),  # generator, coroutine, async generator
       handles_exceptions=handlers,
   )

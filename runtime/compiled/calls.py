@@ -24,7 +24,8 @@ import numpy as np
 
 from vjpify.runtime.compiled import allowlist, codecache, usercode
 
-__all__ = ['NOT_LISTED', 'UNKNOWN_ARGUMENT', 'caught_tracer_error', 'code_verdict', 'reads_registries', 'verdict']
+__all__ = ['NOT_LISTED', 'UNKNOWN_ARGUMENT', 'caught_tracer_error', 'code_verdict', 'keyword_verdict', 'reads_registries',
+           'verdict']
 
 # Stands for an argument the monitor cannot see (Python before 3.12).
 UNKNOWN_ARGUMENT = object()
@@ -92,6 +93,10 @@ def _callable_argument(first: Any, outlives: Outlives) -> str | None:
 def verdict(fn: Any, first: Any, outlives: Outlives) -> str | None:
   """Why calling ``fn`` from user code must not run in a cached trace, or None when it may.
 
+  Note that of the arguments only the first is seen: a C function that
+  consumes an iterator or calls a callable given later (``map(f, it)``,
+  ``sorted(xs, key=k)``) is judged by its first argument alone.
+
   Args:
     fn: the callable about to be called.
     first: its first argument (``self`` for a method looked up on an object),
@@ -99,6 +104,32 @@ def verdict(fn: Any, first: Any, outlives: Outlives) -> str | None:
     outlives: whether an object existed before the trace and is reachable
       after it (a global, a closure cell, a module field...).
   """
+  found = _verdict(fn, first, outlives)
+  if found is None and first is not UNKNOWN_ARGUMENT and _consumes(fn) and _is_iterator(first) and outlives(first):
+    return (f'calls {_describe(fn)} on a {type(first).__name__} that outlives the call (it advances the '
+            'iterator)')
+  return found
+
+
+def keyword_verdict(fn: Any, keywords: tuple[str, ...]) -> str | None:
+  """Why passing ``keywords`` to ``fn`` must not run in a cached trace (``out=`` writes into an array), or None."""
+  for keyword in keywords:
+    if keyword in allowlist.WRITING_KEYWORDS and not isinstance(fn, (types.FunctionType, types.MethodType)):
+      return f'calls {_describe(fn)} with {keyword}= (it writes into an object it is given)'
+  return None
+
+
+def _consumes(fn: Any) -> bool:
+  if isinstance(fn, (types.FunctionType, types.MethodType)):
+    return False  # Python code: its own loops and next() calls are watched
+  return getattr(fn, '__name__', None) in allowlist.ITERATOR_CONSUMERS
+
+
+def _is_iterator(value: Any) -> bool:
+  return hasattr(type(value), '__next__')
+
+
+def _verdict(fn: Any, first: Any, outlives: Outlives) -> str | None:
   if isinstance(fn, types.FunctionType):
     return _python_function(fn, first, outlives)
   if isinstance(fn, types.MethodType):

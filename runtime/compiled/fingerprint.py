@@ -298,7 +298,9 @@ class Fingerprinter:
     # A metaclass of the user's holds attributes its classes answer with.
     meta = type(cls)
     metaclass = self._class(meta) if _is_user_type(meta) else None
-    result = self._classes[id(cls)] = ('class', Identity(cls), tuple(namespaces), metaclass)
+    registration = internals.pytree_registration(cls)
+    result = self._classes[id(cls)] = ('class', Identity(cls), tuple(namespaces), metaclass,
+                                       None if registration is None else Identity(registration))
     return result
 
   def _module(self, module: internals.Module) -> Any:

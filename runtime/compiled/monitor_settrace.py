@@ -87,6 +87,8 @@ class _Hooks:
         fn, first = evaluate_call(frame, call)
         if fn is not None:
           self.recorder.call(frame, fn, first)
+        elif _changing_method(call):
+          self.recorder.unseen_method(frame, call.callable.name)
         elif call.callable is not bytecode.MADE and not _pure_object_method(call):
           self.pending = frame
     return self.opcode
@@ -97,6 +99,17 @@ def _pure_object_method(call: bytecode.Call) -> bool:
   (``super().__init__()``)."""
   target = call.callable
   return type(target) is bytecode.Method and target.name in allowlist.OBJECT_METHODS[0]
+
+
+# Method names that change a built-in container in place.
+_CHANGING_NAMES = frozenset().union(*(changes for _, changes in allowlist.CONTAINER_METHODS.values()))
+
+
+def _changing_method(call: bytecode.Call) -> bool:
+  """A method looked up on a value the bytecode cannot name, by a name that changes containers
+  (``vars(obj).update(...)``): refused before it runs, since no later event could stop it."""
+  target = call.callable
+  return type(target) is bytecode.Method and target.base is None and target.name in _CHANGING_NAMES
 
 
 def foreign() -> str | None:

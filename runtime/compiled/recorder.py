@@ -104,10 +104,16 @@ class Recorder:
     """A user frame is about to call ``fn`` (``first``: its first argument, if known)."""
     self._raise_if_failed()
     verdict = calls.verdict(fn, first, self.outlives)
+    if verdict is None:
+      verdict = calls.keyword_verdict(fn, bytecode.facts(frame.f_code).keywords.get(frame.f_lasti, ()))
     if verdict is not None:
       self.fail(verdict, frame)
     if not self.reads_registries and calls.reads_registries(fn):
       self.reads_registries = True
+
+  def unseen_method(self, frame: types.FrameType, name: str) -> None:
+    """A user frame calls a method that changes containers on an object the bytecode cannot name."""
+    self.fail(f'calls .{name}() on an object it cannot see (a method that changes containers in place)', frame)
 
   def unseen_call(self, frame: types.FrameType) -> None:
     """A user frame called something in C that the monitor could not see before it ran (Python 3.10, 3.11)."""
@@ -142,6 +148,11 @@ class Recorder:
       self.fail(f'assigns the global {store.name}', frame)
     if store.kind == 'nonlocal':
       self.fail(f'assigns the nonlocal {store.name}', frame)
+    if store.kind == 'import':
+      if not usercode.is_trusted_module(store.name):
+        self.fail(f'imports {store.name or "a module"} (what fn reads from a module it imports cannot be guarded)',
+                  frame)
+      return
     target = _UNKNOWN if store.target is None else _evaluate(frame, store.target)
     if store.kind in ('inplace', 'with'):
       if target is not _UNKNOWN:
@@ -327,12 +338,9 @@ def _references(value: Any, generator_frames: set[int]) -> list[Any]:
     if isinstance(value, collections.abc.Mapping):
       return [*value.keys(), *value.values()]
     return list(value) if isinstance(value, collections.deque) else []
-  found = []
   state = _instance_dict(value)
-  if state is not None:
-    found.extend(state.values())
-  found.append(kind)
-  return found
+  # The namespace itself, which code can reach as obj.__dict__ or vars(obj).
+  return [kind] if state is None else [state, kind]
 
 
 def _instance_dict(value: Any) -> dict | None:

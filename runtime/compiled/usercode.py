@@ -95,8 +95,7 @@ def kind_of_code(code: types.CodeType) -> str:
     if filename.startswith('<frozen '):
       # os, codecs, _collections_abc ... are frozen from Python 3.11.
       module = filename[len('<frozen '):-1]
-      return TRANSPARENT if module in allowlist.TRANSPARENT_STDLIB_MODULES or module.startswith('importlib') \
-          else STDLIB
+      return TRANSPARENT if module in allowlist.TRANSPARENT_STDLIB_MODULES else STDLIB
     # Notebooks name their cells after files ('<ipython-input-...>').
     return USER
   if filename.startswith(_PACKAGE_ROOTS):
