@@ -241,7 +241,8 @@ def _lookup(runtime: Runtime, target: Any, module: Any, scopes: plumbing.Scopes,
 
   A guard that fails makes its value part of the site's key (it becomes
   volatile), this call included: the call is keyed and looked up once more.
-  A guard failing then becomes volatile from the next call on.
+  A guard that fails on that second lookup becomes volatile too, for the
+  calls after this one.
   """
   found = _find(runtime, target, module, scopes, counters, site, None)
   if not isinstance(found, _Found) or found.failed is None or not runtime.make_volatile(site, found.failed):
@@ -252,7 +253,8 @@ def _lookup(runtime: Runtime, target: Any, module: Any, scopes: plumbing.Scopes,
   return found
 
 
-def _new_entry(runtime: Runtime, found: _Found, target: Any, arguments: tuple, site: Site) -> cache.Entry | Uncompiled | Warming:
+def _new_entry(runtime: Runtime, found: _Found, target: Any, arguments: tuple,
+               site: Site) -> cache.Entry | Uncompiled | Warming:
   """A new entry for the call's key, once its calls have paid for compiling one; else why not."""
   if len(found.bucket.entries) >= cache.MAX_ENTRIES_PER_KEY:
     return Uncompiled(f'recompile limit: {cache.MAX_ENTRIES_PER_KEY} entries for this key, and {found.failure}')
