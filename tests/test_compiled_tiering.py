@@ -7,9 +7,6 @@ so what compiles when is exact.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import flax.linen as nn
 import jax
@@ -17,7 +14,7 @@ import jax.numpy as jnp
 import pytest
 
 from vjpify.runtime import compiled, explain, grad_from_vjp
-from vjpify.runtime.compiled import FLAX_COMPILES, cache, settings, state
+from vjpify.runtime.compiled import FLAX_COMPILES, cache
 
 pytestmark = pytest.mark.skipif(not FLAX_COMPILES, reason='the installed flax is run uncompiled')
 
@@ -170,56 +167,3 @@ def test_bad_settings_are_refused_with_the_value(call, message):
   with pytest.raises(ValueError) as error:
     call()
   assert str(error.value) == message
-
-
-@pytest.mark.parametrize('variable, value, message', [
-    pytest.param('VJPIFY_COMPILE', 'fast',
-                 "VJPIFY_COMPILE='fast': expected one of tiered, always, never; using the default, tiered", id='mode'),
-    pytest.param('VJPIFY_CACHE_BYTES', '1GB',
-                 "VJPIFY_CACHE_BYTES='1GB': expected a whole number; using the default, 536870912", id='bytes'),
-    pytest.param('VJPIFY_CACHE_ENTRIES', '0',
-                 "VJPIFY_CACHE_ENTRIES='0': expected a positive number; using the default, 256", id='entries'),
-    pytest.param('VJPIFY_CACHE_ENTRIES', '',
-                 "VJPIFY_CACHE_ENTRIES='': expected a whole number; using the default, 256", id='empty'),
-])
-def test_a_bad_environment_variable_is_a_warning_naming_it(monkeypatch, variable, value, message):
-  monkeypatch.setenv(variable, value)
-  with pytest.warns(RuntimeWarning) as shown:
-    runtime = state.Runtime.from_environment()
-  assert [str(warning.message) for warning in shown] == [message]
-  assert (runtime.limits, runtime.mode) == (settings.DEFAULT_LIMITS, settings.DEFAULT_MODE)
-
-
-def test_good_environment_variables_set_the_limits_and_the_mode(monkeypatch):
-  for variable, value in (('VJPIFY_COMPILE', 'never'), ('VJPIFY_CACHE_ENTRIES', '3'), ('VJPIFY_CACHE_BYTES', '4096')):
-    monkeypatch.setenv(variable, value)
-  runtime = state.Runtime.from_environment()
-  assert (runtime.limits, runtime.mode) == ((3, 4096), 'never')
-
-
-_FIRST_USE = """
-import warnings
-with warnings.catch_warnings(record=True) as at_import:
-  warnings.simplefilter('always')
-  import vjpify.runtime
-with warnings.catch_warnings(record=True) as at_first_use:
-  warnings.simplefilter('always')
-  vjpify.runtime.compiled.cache_info()
-for label, shown in (('import', at_import), ('use', at_first_use)):
-  for warning in shown:
-    if 'VJPIFY' in str(warning.message):
-      print(label, warning.category.__name__, warning.filename, warning.message, sep=' | ')
-"""
-
-
-def test_bad_environment_variables_never_fail_the_import():
-  env = {**os.environ, 'VJPIFY_COMPILE': 'fast', 'VJPIFY_CACHE_ENTRIES': 'many', 'VJPIFY_CACHE_BYTES': '-1'}
-  process = subprocess.run([sys.executable, '-c', _FIRST_USE], capture_output=True, text=True, env=env, check=False)
-  assert process.returncode == 0, process.stderr
-  assert process.stdout.splitlines() == [
-      "use | RuntimeWarning | <string> | VJPIFY_CACHE_ENTRIES='many': expected a whole number; using the default, 256",
-      "use | RuntimeWarning | <string> | VJPIFY_CACHE_BYTES='-1': expected a positive number; "
-      'using the default, 536870912',
-      "use | RuntimeWarning | <string> | VJPIFY_COMPILE='fast': expected one of tiered, always, never; "
-      'using the default, tiered',
-  ]
