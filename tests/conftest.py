@@ -3,7 +3,8 @@
 The compiled runtime compiles a key only once its uncompiled calls have paid
 for it (tiered compilation). Tests that check what compiled code does, or
 count traces, need it to compile at the first call; the tests of tiering
-itself set the mode they test.
+itself set the mode they test. ``fresh_cache`` gives a test the runtime's
+state emptied before and after it.
 """
 
 from __future__ import annotations
@@ -24,3 +25,13 @@ def _compile_at_the_first_call():
     yield
   finally:
     compiled.compiled.set_mode(previous)
+
+
+@pytest.fixture
+def fresh_cache():
+  """The runtime's state, with an empty cache and no site records, emptied again after the test."""
+  from vjpify.runtime.compiled import state  # pylint: disable=import-outside-toplevel
+  runtime = state.state()
+  runtime.clear()
+  yield runtime
+  runtime.clear()

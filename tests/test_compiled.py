@@ -25,6 +25,7 @@ from vjpify.runtime.compiled import FLAX_COMPILES as _FLAX_COMPILES
 # These tests count traces; on flax releases the runtime does not compile
 # for, the last test here checks that every call runs uncompiled instead.
 compiles = pytest.mark.skipif(not _FLAX_COMPILES, reason='the installed flax is run uncompiled')
+pytestmark = pytest.mark.usefixtures('fresh_cache')
 
 ORIGINAL, REWRITTEN, COMPILED = 'original', 'rewritten', 'compiled'
 SCALE = 2.0
@@ -129,13 +130,6 @@ def rngs(seed):
 
 def assert_same(expected, actual):
   assert_trees_identical(expected, actual, rtol=COMPILED_RTOL, atol=COMPILED_ATOL)
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-  compiled.cache_clear()
-  yield
-  compiled.cache_clear()
 
 
 def apply_all(module_type, variables, x, seeds, **kwargs):

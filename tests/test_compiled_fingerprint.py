@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vjpify.runtime import compiled
 from vjpify.runtime.compiled.fingerprint import Fingerprinter, Unguardable, fingerprint
 
 
@@ -185,6 +186,21 @@ def test_a_jitted_library_function_is_fingerprinted_by_identity():
   # not a walk of their attributes, is enough for what jit holds.
   assert type(fingerprint(jnp.tanh)).__name__ == 'Identity'
   assert fingerprint(jnp.tanh) != fingerprint(jnp.sin)
+
+
+def test_the_compiled_wrapper_is_fingerprinted_by_identity():
+  # It has cache_info and cache_clear as functools' caches do, and a trace
+  # that calls compiled(fn) reads it.
+  assert type(fingerprint(compiled)).__name__ == 'Identity'
+
+
+def test_a_cache_is_fingerprinted_by_how_full_it_is():
+  cached = functools.lru_cache(lambda x: x)
+  before = fingerprint(cached)
+  cached(1)
+  assert fingerprint(cached) != before
+  cached.cache_clear()
+  assert fingerprint(cached) == before
 
 
 def test_a_jitted_user_function_is_fingerprinted_by_what_it_closes_over():

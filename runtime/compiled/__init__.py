@@ -22,27 +22,17 @@ does, which the modules here establish by concern:
 - ``vetting``: checks on the traced program, including tracing its backward
   pass before it is used;
 - ``plumbing``: variables, rng counters and results across the compiled call;
-- ``cache`` and ``reports``: the entries, and why calls ran as they did;
-- ``wrapper``: :func:`compiled` itself, and the path of one call.
+- ``cache`` (entries and buckets), ``sites`` (each site's record),
+  ``reports`` (why calls ran as they did) and ``settings`` (limits and mode,
+  from the environment on first use), all owned by ``state``: one object,
+  made on first use, that keeps them behind its lock;
+- ``wrapper``: the path of one call; ``controls``: :data:`compiled` itself,
+  with the cache's controls as its methods.
 """
 
-from vjpify.runtime.compiled import cache as _cache
-from vjpify.runtime.compiled import reports as _reports
 from vjpify.runtime.compiled.cache import CacheInfo
-from vjpify.runtime.compiled.reports import Explanation, SiteReport, explain
-from vjpify.runtime.compiled.wrapper import FLAX_COMPILES, compiled
+from vjpify.runtime.compiled.controls import Compiled, compiled, explain
+from vjpify.runtime.compiled.reports import Explanation, SiteReport
+from vjpify.runtime.compiled.wrapper import FLAX_COMPILES
 
-__all__ = ['CacheInfo', 'Explanation', 'FLAX_COMPILES', 'SiteReport', 'compiled', 'explain']
-
-
-def _cache_clear() -> None:
-  _cache.clear()
-  _reports.clear()
-
-
-compiled.cache_info = _cache.info
-compiled.cache_clear = _cache_clear
-compiled.cache_size = _cache.size
-compiled.set_cache_limits = _cache.set_limits
-compiled.set_mode = _cache.set_mode
-compiled.explain = explain
+__all__ = ['CacheInfo', 'Compiled', 'Explanation', 'FLAX_COMPILES', 'SiteReport', 'compiled', 'explain']

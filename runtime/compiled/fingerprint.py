@@ -367,8 +367,10 @@ def _wrapped_callables(value: Any) -> tuple | None:
   cache_info = getattr(value, 'cache_info', None)
   if callable(cache_info) and hasattr(value, 'cache_clear'):
     info = cache_info()
-    # A cleared cache recomputes with whatever its function reads now.
-    parts.append((info.currsize, info.misses))
+    # A cleared cache recomputes with whatever its function reads now. Only
+    # caches that count as functools' do (not vjpify's own ``compiled``).
+    if hasattr(info, 'currsize') and hasattr(info, 'misses'):
+      parts.append((info.currsize, info.misses))
   return tuple(parts) if parts else None
 
 

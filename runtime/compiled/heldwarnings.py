@@ -28,9 +28,17 @@ from typing import Any
 
 __all__ = ['held']
 
-_lock = threading.Lock()
-_holders = 0
-_shown_by_python = None  # warnings._showwarnmsg while the hook is installed
+
+class _Hook:
+  """The display hook, installed while any thread holds warnings back."""
+
+  def __init__(self):
+    self.lock = threading.Lock()
+    self.holders = 0
+    self.shown_by_python: Any = None  # warnings._showwarnmsg while the hook is installed
+
+
+_hook = _Hook()
 _thread = threading.local()
 # The keys each action adds to the module's registry before the warning is
 # shown, by the C implementation in every supported Python: the place, and
@@ -104,22 +112,21 @@ def _show(message: warnings.WarningMessage) -> None:
   # A catch_warnings(record=True) entered inside the trace records the
   # warning, as it does in the original: nothing is shown.
   if holding is None or _display() != holding[1]:
-    _shown_by_python(message)
+    _hook.shown_by_python(message)
     return
   holding[0].append(message)
   if not _forget(message):
-    _shown_by_python(message)
+    _hook.shown_by_python(message)
 
 
 @contextlib.contextmanager
 def held() -> Iterator[list[warnings.WarningMessage]]:
   """Holds back the warnings this thread would show inside the block; yields the list they go to."""
-  global _holders, _shown_by_python
-  with _lock:
-    if _holders == 0:
-      _shown_by_python = warnings._showwarnmsg  # pylint: disable=protected-access
+  with _hook.lock:
+    if _hook.holders == 0:
+      _hook.shown_by_python = warnings._showwarnmsg  # pylint: disable=protected-access
       warnings._showwarnmsg = _show  # pylint: disable=protected-access
-    _holders += 1
+    _hook.holders += 1
   outer = getattr(_thread, 'holding', None)
   caught: list[warnings.WarningMessage] = []
   _thread.holding = (caught, _display())
@@ -127,9 +134,9 @@ def held() -> Iterator[list[warnings.WarningMessage]]:
     yield caught
   finally:
     _thread.holding = outer
-    with _lock:
-      _holders -= 1
-      if _holders == 0:
+    with _hook.lock:
+      _hook.holders -= 1
+      if _hook.holders == 0:
         if warnings._showwarnmsg is _show:  # pylint: disable=protected-access
-          warnings._showwarnmsg = _shown_by_python  # pylint: disable=protected-access
-        _shown_by_python = None
+          warnings._showwarnmsg = _hook.shown_by_python  # pylint: disable=protected-access
+        _hook.shown_by_python = None

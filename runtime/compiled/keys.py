@@ -13,8 +13,9 @@ from typing import Any
 import flax
 
 from vjpify.runtime import internals
-from vjpify.runtime.compiled import cache, plumbing
+from vjpify.runtime.compiled import plumbing
 from vjpify.runtime.compiled.fingerprint import Fingerprinter
+from vjpify.runtime.compiled.sites import Site
 
 __all__ = ['call_key']
 
@@ -41,7 +42,7 @@ def _root_key(fingerprinter: Fingerprinter, root: Any) -> Any:
 
 
 def call_key(fingerprinter: Fingerprinter, target: Any, module: Any, scopes: plumbing.Scopes, counters: tuple,
-             site: cache.SiteState) -> Any:
+             site: Site) -> Any:
   """What a call is sorted by before anything runs; see ``cache`` for what the key holds."""
   state = internals.module_state(module)
   # The values of the guards that failed at this site before: a key per value.

@@ -21,7 +21,8 @@ import types
 from typing import Any
 
 from vjpify.runtime.compiled import allowlist, bytecode, calls, usercode
-from vjpify.runtime.compiled.recorder import Recorder, evaluate_call
+from vjpify.runtime.compiled.recorder import Recorder
+from vjpify.runtime.compiled.values import evaluate_call
 
 __all__ = ['foreign', 'start', 'stop']
 

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import threading
 
-__all__ = ['Explanation', 'SiteReport', 'explain', 'site_at']
-
-_lock = threading.Lock()
+__all__ = ['Explanation', 'SiteReport']
 
 
 @dataclasses.dataclass
@@ -51,20 +48,19 @@ class SiteReport:
   uncompiled_reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   retrace_reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
+  # Counted under the lock of the runtime's state, which owns the report.
   def ran(self, reason: str | None) -> None:
-    with _lock:
-      self.calls += 1
-      if reason is None:
-        self.compiled += 1
-      else:
-        self.uncompiled += 1
-        self.uncompiled_reasons[reason] += 1
+    self.calls += 1
+    if reason is None:
+      self.compiled += 1
+    else:
+      self.uncompiled += 1
+      self.uncompiled_reasons[reason] += 1
 
   def retraced(self, reason: str | None) -> None:
-    with _lock:
-      self.traces += 1
-      if reason is not None:
-        self.retrace_reasons[reason] += 1
+    self.traces += 1
+    if reason is not None:
+      self.retrace_reasons[reason] += 1
 
   def __str__(self) -> str:
     lines = [f'{self.site} ({self.function}): {self.calls} calls, {self.compiled} compiled, '
@@ -90,25 +86,3 @@ class Explanation:
   def __str__(self) -> str:
     return '\n'.join(str(report) for report in self.sites) or 'no compiled site was called'
 
-
-_sites: dict[tuple[str, int, str], SiteReport] = {}
-
-
-def site_at(filename: str, line: int, function: str) -> SiteReport:
-  key = (filename, line, function)
-  report = _sites.get(key)
-  if report is None:
-    with _lock:
-      report = _sites.setdefault(key, SiteReport(f'{filename}:{line}', function))
-  return report
-
-
-def explain() -> Explanation:
-  """Reports, per rewritten site, how its calls ran since the last ``compiled.cache_clear()``."""
-  with _lock:
-    return Explanation([report for report in _sites.values() if report.calls])
-
-
-def clear() -> None:
-  with _lock:
-    _sites.clear()

@@ -1,27 +1,38 @@
-"""``compiled(fn)``: the wrapper, and the path of one call through key, guards, trace and replay."""
+"""The wrapper ``compiled(fn)`` returns, and the path of one call.
+
+A call's path is a short sequence, each step a function here: the module's
+scopes (or why the call cannot run compiled at all), the key and the entry
+whose guards pass (``_lookup``), a new entry once the key has paid for
+compiling (``_new_entry``, else the call is warming), the trace under watch
+and its vetting (``_trace_and_vet``), and the compiled run with the replay of
+what the trace did in Python (``_run``). It ends in an :data:`Outcome`:
+:class:`Ran`, :class:`Uncompiled` or :class:`Warming`. What the cache keeps,
+and its rules, belong to the runtime's state (``state.Runtime``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import inspect
-import sys
 import threading
 import time
 import types
 import warnings
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Union
 
 import flax
 import jax
 
 from vjpify.runtime import internals
-from vjpify.runtime.compiled import cache, heldwarnings, keys, monitor, plumbing, reports, vetting
+from vjpify.runtime.compiled import cache, heldwarnings, keys, monitor, plumbing, vetting
 from vjpify.runtime.compiled.fingerprint import Fingerprinter, Unguardable
-from vjpify.runtime.compiled.guards import RegistryGuard
+from vjpify.runtime.compiled.guards import GlobalGuard, RegistryGuard
 from vjpify.runtime.compiled.recorder import EffectFound, Recorder
+from vjpify.runtime.compiled.sites import Site
+from vjpify.runtime.compiled.state import Runtime, state
 
-__all__ = ['FLAX_COMPILES', 'compiled']
+__all__ = ['FLAX_COMPILES', 'Outcome', 'Ran', 'Uncompiled', 'Warming', 'wrap']
 
 # Older flax releases run the compiled path with different results where a
 # module differentiates one of its own setup methods that sows (flax 0.8.0);
@@ -51,7 +62,7 @@ def _trace(variables: tuple, rngs: tuple, lifted: tuple, primals: tuple) -> tupl
   """The function every entry jits: the traced call of the innermost wrapper."""
   if not _calls.watched or not _calls.watched[-1]:
     raise _NeedsTrace()
-  cache.stats['traces'] += 1
+  state().count('traces')
   return plumbing.run_traced(_calls.stack[-1], variables, rngs, lifted, primals)
 
 
@@ -112,7 +123,7 @@ def _partial_guards(recorder: Recorder, fingerprinter: Fingerprinter, entry: cac
 
 
 def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerprinter: Fingerprinter,
-                   arguments: tuple, site: reports.SiteReport, why: str | None) -> tuple[str | None, list]:
+                   arguments: tuple, site: Site, why: str | None) -> tuple[str | None, list]:
   """Traces ``call`` under watch and checks the program.
 
   Returns:
@@ -183,51 +194,103 @@ def _trace_and_vet(entry: cache.Entry, call: plumbing.Call, target: Any, fingerp
   return problem, guards
 
 
-class _Warming(NamedTuple):
+class Ran(NamedTuple):
+  """The call ran compiled: what ``fn`` returned."""
+
+  value: Any
+
+
+class Uncompiled(NamedTuple):
+  """The call runs ``fn`` as ``nn.vjp`` calls it, for this reason."""
+
+  reason: str
+
+
+class Warming(NamedTuple):
   """A call that could run compiled but has not yet paid for compiling: it runs uncompiled, and is timed."""
 
   bucket: cache.Bucket
   signature: Any
 
 
-def _call_compiled(target: Any, module: Any, scopes: plumbing.Scopes, primals: tuple,
-                   site: reports.SiteReport, state: cache.SiteState) -> tuple | str | _Warming:
-  """Runs ``target`` compiled: a 1-tuple holding its result, the reason to run it as is, or _Warming."""
-  counters = plumbing.counters_of(scopes)
-  if state.own_globals:
-    state.check_own_globals()
-  failure = None
-  for _ in range(2):
-    fingerprinter = Fingerprinter(arrays=False, places=scopes.place_of)
-    try:
-      key = keys.call_key(fingerprinter, target, module, scopes, counters, state)
-    except Unguardable as error:
-      return f'cannot key: {error}'
-    except RecursionError:
-      return 'cannot key: a value nested too deeply'
-    bucket = cache.bucket_for(key)
-    if bucket.problem is not None:
-      return bucket.problem
-    entry, failed = bucket.find()
-    if entry is not None and entry.problem is not None:
-      return entry.problem
-    if failed is None:
-      break
-    failure = failed.failure()
-    # The guard's value joins the key from now on, this call included.
-    if not state.note_failure(failed):
-      break
-  call = plumbing.Call(target, module, scopes, counters, tuple(fingerprinter.lifted))
-  arguments = call.arguments(primals)
-  signature = None
-  if entry is None:
-    if len(bucket.entries) >= cache.MAX_ENTRIES_PER_KEY:
-      return f'recompile limit: {cache.MAX_ENTRIES_PER_KEY} entries for this key, and {failure}'
-    signature = internals.abstract_signature(arguments)
-    if not cache.earned(bucket, signature, state):
-      state.watch_own_globals(target)
-      return _Warming(bucket, signature)
-    entry = cache.Entry(_trace)
+Outcome = Union[Ran, Uncompiled, Warming]
+
+
+class _Found(NamedTuple):
+  """A call's bucket, the entry whose guards pass (None if none does), and the last guard that failed."""
+
+  fingerprinter: Fingerprinter
+  bucket: cache.Bucket
+  entry: cache.Entry | None
+  failed: GlobalGuard | None
+  # What the last failed guard found (kept from a first lookup when the second passes).
+  failure: str | None
+
+
+def _find(runtime: Runtime, target: Any, module: Any, scopes: plumbing.Scopes, counters: tuple, site: Site,
+          failure: str | None) -> _Found | Uncompiled:
+  """Keys the call and looks the key up."""
+  fingerprinter = Fingerprinter(arrays=False, places=scopes.place_of)
+  try:
+    key = keys.call_key(fingerprinter, target, module, scopes, counters, site)
+  except Unguardable as error:
+    return Uncompiled(f'cannot key: {error}')
+  except RecursionError:
+    return Uncompiled('cannot key: a value nested too deeply')
+  bucket = runtime.bucket(key)
+  if bucket.problem is not None:
+    return Uncompiled(bucket.problem)
+  entry, failed = bucket.find()
+  if entry is not None and entry.problem is not None:
+    return Uncompiled(entry.problem)
+  return _Found(fingerprinter, bucket, entry, failed, failure if failed is None else failed.failure())
+
+
+def _lookup(runtime: Runtime, target: Any, module: Any, scopes: plumbing.Scopes, counters: tuple,
+            site: Site) -> _Found | Uncompiled:
+  """The call's bucket and entry.
+
+  A guard that fails makes its value part of the site's key (it becomes
+  volatile), this call included: the call is keyed and looked up once more.
+  A guard that fails on that second lookup becomes volatile too, for the
+  calls after this one.
+  """
+  found = _find(runtime, target, module, scopes, counters, site, None)
+  if not isinstance(found, _Found) or found.failed is None or not runtime.make_volatile(site, found.failed):
+    return found
+  found = _find(runtime, target, module, scopes, counters, site, found.failure)
+  if isinstance(found, _Found) and found.failed is not None:
+    runtime.make_volatile(site, found.failed)
+  return found
+
+
+def _new_entry(runtime: Runtime, found: _Found, target: Any, arguments: tuple,
+               site: Site) -> cache.Entry | Uncompiled | Warming:
+  """A new entry for the call's key, once its calls have paid for compiling one; else why not."""
+  if len(found.bucket.entries) >= cache.MAX_ENTRIES_PER_KEY:
+    return Uncompiled(f'recompile limit: {cache.MAX_ENTRIES_PER_KEY} entries for this key, and {found.failure}')
+  signature = internals.abstract_signature(arguments)
+  if not runtime.earned(found.bucket, signature, site):
+    runtime.watch_own_globals(site, target)
+    return Warming(found.bucket, signature)
+  return cache.Entry(_trace)
+
+
+def _vetted(runtime: Runtime, found: _Found, entry: cache.Entry, call: plumbing.Call, target: Any,
+            arguments: tuple, site: Site) -> Uncompiled | None:
+  """Traces ``entry`` under watch and checks the program; None when it may run compiled, else why not."""
+  problem, guards = _trace_and_vet(entry, call, target, found.fingerprinter, arguments, site, found.failure)
+  runtime.guard(entry, guards)
+  if problem is None:
+    return None
+  call.restore_counters()
+  runtime.refuse_entry(found.bucket, entry, problem)
+  return Uncompiled(problem)
+
+
+def _run(runtime: Runtime, found: _Found, entry: cache.Entry, call: plumbing.Call, target: Any,
+         arguments: tuple, site: Site) -> Outcome:
+  """Runs ``entry``, tracing and vetting it first where jax must trace it; then replays what the trace did."""
   _calls.stack.append(call)
   _calls.watched.append(False)
   try:
@@ -236,50 +299,47 @@ def _call_compiled(target: Any, module: Any, scopes: plumbing.Scopes, primals: t
     except _NeedsTrace:
       if entry.record is not None:  # new shapes for a compiled entry: they pay for themselves too
         signature = internals.abstract_signature(arguments)
-        if not cache.earned(bucket, signature, state):
-          return _Warming(bucket, signature)
+        if not runtime.earned(found.bucket, signature, site):
+          return Warming(found.bucket, signature)
       started, resident = time.perf_counter(), cache.resident_bytes()
-      problem, guards = _trace_and_vet(entry, call, target, fingerprinter, arguments, site, failure)
-      entry.guards.extend(guards)
-      if problem is not None:
-        call.restore_counters()
-        if entry.record is None:
-          # A negative entry: while its guards pass, calls run uncompiled
-          # without tracing again.
-          entry.problem = problem
-          bucket.add(entry)
-        else:
-          bucket.problem = problem  # new shapes of a compiled entry
-        return problem
+      refused = _vetted(runtime, found, entry, call, target, arguments, site)
+      if refused is not None:
+        return refused
       out_traced, updates_traced = jax.block_until_ready(entry.run(*arguments))
-      state.note_compiled(time.perf_counter() - started, state.fastest_uncompiled)
-      state.stop_watching_own_globals()
-      grown = cache.resident_bytes()
-      cache.grew(entry, max(cache.MIN_ENTRY_BYTES, grown - resident if grown and resident else 0))
+      runtime.compiled_at(site, entry, time.perf_counter() - started, resident)
   except _NeedsTrace:
     call.restore_counters()
-    bucket.problem = 'jax traced the compiled function again outside a watched trace'
-    return bucket.problem
+    return Uncompiled(runtime.refuse(found.bucket, 'jax traced the compiled function again outside a watched trace'))
   except Exception as error:  # pylint: disable=broad-except
     call.restore_counters()
-    bucket.problem = f'the compiled call failed: {_first_line(error)}'
-    return bucket.problem
+    return Uncompiled(runtime.refuse(found.bucket, f'the compiled call failed: {_first_line(error)}'))
   finally:
     _calls.stack.pop()
     _calls.watched.pop()
-  if call.record is not None:
-    if entry.record is None:
-      entry.record = call.record
-      # Only now may other threads find it: an entry without its record
-      # could not replay what the trace did.
-      bucket.add(entry)
-    elif not call.record.same_as(entry.record):
-      # A retrace (new shapes) did something else Python-side: later calls
-      # could not tell which record to replay.
-      bucket.problem = 'a trace for new shapes did something else in Python than the first'
-  if call.run_once is not None:
-    bucket.problem = call.run_once
-  return (plumbing.replay(call, call.record or entry.record, out_traced, updates_traced),)
+  runtime.admit(found.bucket, entry, call)
+  return Ran(plumbing.replay(call, call.record or entry.record, out_traced, updates_traced))
+
+
+def _call_compiled(runtime: Runtime, target: Any, module: Any, primals: tuple, kwargs: dict,
+                   site: Site) -> Outcome:
+  """How one call runs: scopes, key, lookup, then warm, or trace and vet, and run."""
+  scopes = _scopes_or_reason(module, primals, kwargs)
+  if isinstance(scopes, str):
+    return Uncompiled(scopes)
+  counters = plumbing.counters_of(scopes)
+  runtime.check_own_globals(site)
+  found = _lookup(runtime, target, module, scopes, counters, site)
+  if isinstance(found, Uncompiled):
+    return found
+  call = plumbing.Call(target, module, scopes, counters, tuple(found.fingerprinter.lifted))
+  arguments = call.arguments(primals)
+  entry = found.entry
+  if entry is None:
+    made = _new_entry(runtime, found, target, arguments, site)
+    if not isinstance(made, cache.Entry):
+      return made
+    entry = made
+  return _run(runtime, found, entry, call, target, arguments, site)
 
 
 def _unbound(fn: Any) -> types.FunctionType | None:
@@ -305,70 +365,36 @@ def _not_wrapped(fn: Any) -> str:
           '(a lambda around it can be compiled)')
 
 
-def compiled(fn: Any) -> Any:
-  """Wraps the function given to ``nn.vjp`` so that eager calls run through a cached ``jax.jit``.
-
-  Note that a call runs compiled only when that cannot change what the
-  program does: with concrete values (under an outer ``jax.jit``, ``vmap``
-  or lifted transform the outer compilation already covers ``fn``), when
-  every Python value the trace read can be guarded, and when the trace did
-  nothing observable (print, I/O, clocks, Python or numpy randomness,
-  mutation of state that outlives the call). Everything else runs ``fn`` as
-  ``nn.vjp`` would. ``vjpify.runtime.explain()`` says which calls ran
-  compiled, and why the others did not.
-
-  Example::
-
-    x_grad, y_grad = grad_from_vjp(
-        nn.vjp(compiled(lambda mdl, x, y: mdl(x, y)), mdl, x, y,
-               vjp_variables=False, multi_scope=True))
-
-  Args:
-    fn: the function ``nn.vjp`` calls with the module and the primals.
-
-  Returns:
-    A function to pass to ``nn.vjp`` in place of ``fn``, with the same
-    results, variable mutations, rng streams and Python effects; or ``fn``
-    itself when it is not a plain function or a Module method.
-  """
+def wrap(fn: Any, caller: types.FrameType) -> Any:
+  """``compiled(fn)`` called from ``caller``: the function to give ``nn.vjp``, or ``fn`` itself."""
+  runtime = state()
   target = _unbound(fn)
-  caller = sys._getframe(1)  # pylint: disable=protected-access
   if target is None:
     # nn.vjp gets fn itself; explain() still lists the site, and why.
     name = getattr(fn, '__name__', type(fn).__name__)
-    reports.site_at(caller.f_code.co_filename, caller.f_lineno, name).ran(_not_wrapped(fn))
-    cache.stats['calls'] += 1
-    cache.stats['fallbacks'] += 1
+    runtime.count('calls')
+    runtime.ran(runtime.site(caller.f_code.co_filename, caller.f_lineno, name), _not_wrapped(fn))
     return fn
   method = internals.wrap_method_once(target)
-  where = (caller.f_code.co_filename, caller.f_lineno, target.__name__)
-  site = reports.site_at(*where)
-  state = cache.site_state(where)
+  site = runtime.site(caller.f_code.co_filename, caller.f_lineno, target.__name__)
 
   @functools.wraps(target)
   def call_compiled(module, *primals, **kwargs):
-    cache.stats['calls'] += 1
-    reason = _scopes_or_reason(module, primals, kwargs)
-    if type(reason) is plumbing.Scopes:
-      result = _call_compiled(target, module, reason, primals, site, state)
-      if type(result) is tuple:
-        site.ran(None)
-        return result[0]
-      if type(result) is _Warming:
-        site.ran(_WARMING)
-        cache.stats['fallbacks'] += 1
-        started = time.perf_counter()
-        out = method(module, *primals, **kwargs)
-        elapsed = time.perf_counter() - started
-        result.bucket.rent[result.signature] += elapsed
-        state.note_uncompiled(elapsed)
-        return out
-      reason = result
-    site.ran(reason)
-    cache.stats['fallbacks'] += 1
+    runtime.count('calls')
+    outcome = _call_compiled(runtime, target, module, primals, kwargs, site)
+    if isinstance(outcome, Ran):
+      runtime.ran(site, None)
+      return outcome.value
+    if isinstance(outcome, Warming):
+      runtime.ran(site, _WARMING)
+      started = time.perf_counter()
+      out = method(module, *primals, **kwargs)
+      runtime.warmed(site, outcome.bucket, outcome.signature, time.perf_counter() - started)
+      return out
+    runtime.ran(site, outcome.reason)
     return method(module, *primals, **kwargs)
 
   # nn.vjp enters the module's method context around a function it is given;
   # the wrapped method enters it itself, on whichever module runs it.
-  call_compiled.method_handler_wrapped = True
+  call_compiled.method_handler_wrapped = True  # type: ignore[attr-defined]
   return call_compiled
