@@ -36,7 +36,7 @@ from vjpify.transformer.cli.console import Console, color_wanted, progress_wante
 from vjpify.transformer.files.walk import DEFAULT_EXCLUDES, PlanError, plan
 from vjpify.transformer.settings import Settings, default_jobs
 from vjpify.transformer.cli.report import Summary
-from vjpify.transformer.cli.runner import run
+from vjpify.transformer.engine.runner import run
 
 EXIT_CLEAN = 0
 EXIT_CHANGED = 1

@@ -158,7 +158,7 @@ class _Runner:
       return multiprocessing.get_context()
     if 'forkserver' in multiprocessing.get_all_start_methods():
       context = multiprocessing.get_context('forkserver')
-      context.set_forkserver_preload(['vjpify.transformer.cli.runner', 'vjpify.transformer.rewrite.command'])
+      context.set_forkserver_preload(['vjpify.transformer.engine.runner', 'vjpify.transformer.rewrite.command'])
       return context
     return multiprocessing.get_context('spawn')
 
