@@ -26,12 +26,11 @@ from concurrent.futures.process import BrokenProcessPool
 
 from vjpify.transformer.diagnostics import FileResult, Site, TransformError
 from vjpify.transformer.files.problems import SourceProblem
-from vjpify.transformer.files.source import STDIN, decode_source, read_source
+from vjpify.transformer.files.source import STDIN, read_source
 from vjpify.transformer.files.walk import Task
 from vjpify.transformer.files.write import (
     copy_atomically, ensure_folder, interrupts_held, source_mode, write_atomically)
-from vjpify.transformer.find.prefilter import may_hold_sites
-from vjpify.transformer.pipeline import file_error, transform_data
+from vjpify.transformer.pipeline import Decoded, Plan, decode, file_error, plan, transform_decoded
 from vjpify.transformer.settings import Settings
 
 # Transforms queued per worker: enough to keep every worker busy while
@@ -69,23 +68,24 @@ def _worker_died(path: str, data: bytes, exitcode: int | None) -> FileResult:
       f'file left unchanged; {advice}'))
 
 
-def transform_one(path: str, data: bytes, settings: Settings) -> FileResult:
-  """Transforms one file's bytes; problems become an error site, never an exception."""
+def transform_one(path: str, source: Decoded, planned: Plan, settings: Settings) -> FileResult:
+  """Transforms one file, decoded and planned (by this process, which sent
+  it); problems become an error site, never an exception."""
   try:
-    return transform_data(data, path, settings)
+    return transform_decoded(source, planned, path, settings)
   except TransformError as error:
-    return FileResult.failed(path, data, error.site)
+    return FileResult.failed(path, source.data, error.site)
   except Exception as error:  # A bug in the pass must cost one file, not the run.
-    return _internal_error(path, data, error)
+    return _internal_error(path, source.data, error)
 
 
 def _ignore_interrupts() -> None:
   signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _transform_and_send(connection, path: str, data: bytes, settings: Settings) -> None:
+def _transform_and_send(connection, path: str, source: Decoded, planned: Plan, settings: Settings) -> None:
   _ignore_interrupts()
-  connection.send(transform_one(path, data, settings))
+  connection.send(transform_one(path, source, planned, settings))
   connection.close()
 
 
@@ -110,10 +110,11 @@ class _InWorker:
   outcome here.
   """
 
-  def __init__(self, runner: _Runner, path: str, data: bytes, future):
+  def __init__(self, runner: _Runner, path: str, source: Decoded, planned: Plan, future):
     self._runner = runner
     self.path = path
-    self.data = data
+    self.source = source
+    self.planned = planned
     self.future = future
     self.again: FileResult | None = None
 
@@ -135,7 +136,7 @@ class _InWorker:
       except BrokenProcessPool:
         self._runner.recover()
       except Exception as error:  # The result could not come back; the file itself may be fine.
-        return _internal_error(self.path, self.data, error)
+        return _internal_error(self.path, self.source.data, error)
     return self.again
 
 
@@ -166,33 +167,34 @@ class _Runner:
     from concurrent.futures import ProcessPoolExecutor
     return ProcessPoolExecutor(max_workers=self._jobs, mp_context=self._context(), initializer=_ignore_interrupts)
 
-  def _submit(self, path: str, data: bytes) -> _InWorker:
+  def _submit(self, path: str, source: Decoded, planned: Plan) -> _InWorker:
     self._in_pool = [item for item in self._in_pool if not item.finished()]
     # Starting the pool or submitting may fork workers; a Ctrl-C landing
     # in a fork handler would be swallowed there, so it waits until the
     # fork is done.
     with interrupts_held():
       self._pool = self._pool or self._start_pool()
-      future = self._pool.submit(transform_one, path, data, self._settings)
-    item = _InWorker(self, path, data, future)
+      future = self._pool.submit(transform_one, path, source, planned, self._settings)
+    item = _InWorker(self, path, source, planned, future)
     self._in_pool.append(item)
     return item
 
-  def _transform(self, path: str, data: bytes):
+  def _transform(self, path: str, source: Decoded, planned: Plan):
     self._candidates += 1
     # One file is not worth starting worker processes for.
     if self._pool is None and (self._jobs == 1 or self._candidates == 1):
-      return _Done(transform_one(path, data, self._settings))
+      return _Done(transform_one(path, source, planned, self._settings))
     try:
-      return self._submit(path, data)
+      return self._submit(path, source, planned)
     except BrokenProcessPool:  # A worker died since the last file went to the pool.
       self.recover()
-      return self._submit(path, data)
+      return self._submit(path, source, planned)
 
-  def _transform_alone(self, path: str, data: bytes) -> FileResult:
+  def _transform_alone(self, path: str, source: Decoded, planned: Plan) -> FileResult:
     context = self._context()
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_transform_and_send, args=(sender, path, data, self._settings), daemon=True)
+    process = context.Process(target=_transform_and_send, args=(sender, path, source, planned, self._settings),
+                              daemon=True)
     with interrupts_held():
       process.start()
     try:
@@ -201,7 +203,7 @@ class _Runner:
         return receiver.recv()
       except (EOFError, OSError):  # It died before its result was all sent.
         process.join()
-        return _worker_died(path, data, process.exitcode)
+        return _worker_died(path, source.data, process.exitcode)
     finally:
       receiver.close()
       if process.is_alive():  # Interrupted while waiting.
@@ -226,7 +228,7 @@ class _Runner:
       self._pool = None
     for item in self._in_pool:
       if item.lost():
-        item.again = self._transform_alone(item.path, item.data)
+        item.again = self._transform_alone(item.path, item.source, item.planned)
     self._in_pool = []
 
   def start(self, task: Task):
@@ -240,14 +242,21 @@ class _Runner:
       data = read_source(task.source)
       if not task.transform:
         return _Done(FileResult(path, data, data))
-      text, encoding = decode_source(data)
+      source = decode(data, path)
     except SourceProblem as problem:
       return _Done(FileResult.failed(path, data, file_error(path, problem).site))
+    except TransformError as error:
+      return _Done(FileResult.failed(path, data, error.site))
     # Here rather than in a worker: it rules out nearly every file, and
-    # costs less than sending the file to a worker would.
-    if not may_hold_sites(text):
-      return _Done(FileResult(path, data, data, (), encoding))
-    return self._transform(path, data)
+    # costs less than sending the file to a worker would. The worker gets
+    # the text and the plan, and neither decodes nor prefilters again.
+    try:
+      planned = plan(source.text)
+    except Exception as error:  # A bug in the prefilter must cost one file, not the run.
+      return _Done(_internal_error(path, data, error))
+    if planned is None:
+      return _Done(FileResult(path, data, data, (), source.encoding))
+    return self._transform(path, source, planned)
 
   def close(self) -> None:
     if self._pool is not None:
