@@ -38,7 +38,8 @@ class Settings(NamedTuple):
   for it (``--strict``). ``default_exclude``: globs that replace the default
   excludes of folder walks (the ``exclude`` key of ``[tool.vjpify]``; None:
   the defaults). ``extend_exclude``: globs added to those
-  (``--extend-exclude``).
+  (``--extend-exclude``). ``cache``: keep results between runs for files
+  that have not changed (``--no-cache``; see ``engine.cache``).
   """
 
   jit: bool = True
@@ -50,6 +51,7 @@ class Settings(NamedTuple):
   extend_exclude: tuple[str, ...] = ()
   force_exclude: bool = False
   respect_gitignore: bool = True
+  cache: bool = True
 
   @classmethod
   def from_args(cls, args, base: Settings | None = None) -> Settings:
@@ -60,7 +62,7 @@ class Settings(NamedTuple):
     base = base or cls(jobs=default_jobs())
     given = {'exclude': (*base.exclude, *getattr(args, 'exclude', ())),
              'extend_exclude': (*base.extend_exclude, *getattr(args, 'extend_exclude', ()))}
-    for field in ('jit', 'jobs', 'strict', 'force_exclude', 'respect_gitignore'):
+    for field in ('jit', 'jobs', 'strict', 'force_exclude', 'respect_gitignore', 'cache'):
       if getattr(args, field, None) is not None:
         given[field] = getattr(args, field)
     return base._replace(**given)

@@ -22,6 +22,7 @@ import dataclasses
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 from concurrent.futures.process import BrokenProcessPool
 
 from vjpify.transformer.diagnostics import FileResult, Site, TransformError
@@ -30,6 +31,9 @@ from vjpify.transformer.files.source import STDIN, read_source
 from vjpify.transformer.files.walk import Task
 from vjpify.transformer.files.write import (
     copy_atomically, ensure_folder, interrupts_held, source_mode, write_atomically)
+from vjpify.transformer.engine.cache import Cache
+import vjpify.transformer.find.module_names as module_names
+from vjpify.transformer.find.prefilter import could_contain_sites
 from vjpify.transformer.pipeline import Decoded, Plan, decode, file_error, plan, transform_decoded
 from vjpify.transformer.settings import Settings
 
@@ -68,11 +72,23 @@ def _worker_died(path: str, data: bytes, exitcode: int | None) -> FileResult:
       f'file left unchanged; {advice}'))
 
 
-def transform_one(path: str, source: Decoded, planned: Plan, settings: Settings) -> FileResult:
+class Outcome(NamedTuple):
+  """A file's result, with the other files it read (to keep with it in
+  the cache); an error comes back as a plain FileResult, never kept."""
+
+  result: FileResult
+  reads: tuple[str, ...] = ()
+
+
+def transform_one(path: str, source: Decoded, planned: Plan, settings: Settings) -> Outcome | FileResult:
   """Transforms one file, decoded and planned (by this process, which sent
   it); problems become an error site, never an exception."""
+  mark = len(module_names.ASKED)
   try:
-    return transform_decoded(source, planned, path, settings)
+    result = transform_decoded(source, planned, path, settings)
+    reads = tuple(module_names.ASKED[mark:])
+    del module_names.ASKED[mark:]
+    return Outcome(result, reads)
   except TransformError as error:
     return FileResult.failed(path, source.data, error.site)
   except Exception as error:  # A bug in the pass must cost one file, not the run.
@@ -92,13 +108,15 @@ def _transform_and_send(connection, path: str, source: Decoded, planned: Plan, s
 class _Done:
   """A result computed in this process, shaped like a finished Future."""
 
-  def __init__(self, result: FileResult):
+  cache_key: str | None = None
+
+  def __init__(self, result: FileResult | Outcome):
     self._result = result
 
   def done(self) -> bool:
     return True
 
-  def result(self) -> FileResult:
+  def result(self) -> FileResult | Outcome:
     return self._result
 
 
@@ -110,13 +128,15 @@ class _InWorker:
   outcome here.
   """
 
+  cache_key: str | None = None
+
   def __init__(self, runner: _Runner, path: str, source: Decoded, planned: Plan, future):
     self._runner = runner
     self.path = path
     self.source = source
     self.planned = planned
     self.future = future
-    self.again: FileResult | None = None
+    self.again: FileResult | Outcome | None = None
 
   def lost(self) -> bool:
     """Whether the pool failed this file because a worker died."""
@@ -129,7 +149,7 @@ class _InWorker:
   def done(self) -> bool:
     return self.again is not None or self.future.done()
 
-  def result(self) -> FileResult:
+  def result(self) -> FileResult | Outcome:
     if self.again is None:
       try:
         return self.future.result()
@@ -144,8 +164,9 @@ class _Runner:
   """Starts each task: reads and prefilters it here, and transforms it
   here or, from the second file that needs it, in a pool of workers."""
 
-  def __init__(self, settings: Settings, fresh_workers: bool):
+  def __init__(self, settings: Settings, fresh_workers: bool, cache: Cache | None):
     self._settings = settings
+    self._cache = cache
     self._jobs = settings.jobs
     self._fresh_workers = fresh_workers
     self._candidates = 0
@@ -190,7 +211,7 @@ class _Runner:
       self.recover()
       return self._submit(path, source, planned)
 
-  def _transform_alone(self, path: str, source: Decoded, planned: Plan) -> FileResult:
+  def _transform_alone(self, path: str, source: Decoded, planned: Plan) -> FileResult | Outcome:
     context = self._context()
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_transform_and_send, args=(sender, path, source, planned, self._settings),
@@ -242,11 +263,17 @@ class _Runner:
       data = read_source(task.source)
       if not task.transform:
         return _Done(FileResult(path, data, data))
+      key = self._cache.key(path, task.source, data) if self._cache and task.source != STDIN else None
+      kept = self._cache.get(key, data) if key else None
+      if kept is not None:
+        return _Done(kept)
       source = decode(data, path)
     except SourceProblem as problem:
       return _Done(FileResult.failed(path, data, file_error(path, problem).site))
     except TransformError as error:
       return _Done(FileResult.failed(path, data, error.site))
+    if not could_contain_sites(source.text):
+      return _Done(FileResult(path, data, data, (), source.encoding))
     # Here rather than in a worker: it rules out nearly every file, and
     # costs less than sending the file to a worker would. The worker gets
     # the text and the plan, and neither decodes nor prefilters again.
@@ -255,8 +282,11 @@ class _Runner:
     except Exception as error:  # A bug in the prefilter must cost one file, not the run.
       return _Done(_internal_error(path, data, error))
     if planned is None:
-      return _Done(FileResult(path, data, data, (), source.encoding))
-    return self._transform(path, source, planned)
+      pending = _Done(Outcome(FileResult(path, data, data, (), source.encoding)))
+    else:
+      pending = self._transform(path, source, planned)
+    pending.cache_key = key
+    return pending
 
   def close(self) -> None:
     if self._pool is not None:
@@ -287,12 +317,17 @@ def _write(task: Task, result: FileResult) -> FileResult:
   return dataclasses.replace(result, destination=task.destination, up_to_date=not written)
 
 
-def _settle(task: Task, pending) -> FileResult:
-  return _write(task, pending.result())
+def _settle(task: Task, pending, cache: Cache | None) -> FileResult:
+  outcome = pending.result()
+  if not isinstance(outcome, Outcome):
+    return _write(task, outcome)
+  if cache is not None and pending.cache_key and not outcome.result.error:
+    cache.put(pending.cache_key, outcome.result, outcome.reads)
+  return _write(task, outcome.result)
 
 
-def run(tasks: Sequence[Task], settings: Settings, *,
-        fresh_workers: bool = True) -> Iterator[tuple[Task, FileResult]]:
+def run(tasks: Sequence[Task], settings: Settings, *, fresh_workers: bool = True,
+        cache: Cache | None = None) -> Iterator[tuple[Task, FileResult]]:
   """Processes ``tasks`` and writes their results, yielding each as it is
   written, in the order of ``tasks``.
 
@@ -306,18 +341,20 @@ def run(tasks: Sequence[Task], settings: Settings, *,
       forking this process, which is only safe while it runs no threads (a
       process that uses JAX does); the command line, which never does, says
       False to save the start-up.
+    cache: where results are kept between runs (``engine.cache``); None
+      keeps none.
   """
-  runner = _Runner(settings, fresh_workers)
+  runner = _Runner(settings, fresh_workers, cache)
   window: collections.deque = collections.deque()
   try:
     for task in tasks:
       window.append((task, runner.start(task)))
       while window and (len(window) > settings.jobs * _QUEUED_PER_JOB or window[0][1].done()):
         task, pending = window.popleft()
-        yield task, _settle(task, pending)
+        yield task, _settle(task, pending, cache)
     while window:
       task, pending = window.popleft()
-      yield task, _settle(task, pending)
+      yield task, _settle(task, pending, cache)
   finally:
     runner.close()
 
