@@ -8,8 +8,9 @@ statement), and LibCST is handed a copy that holds only:
 
 - the statements that may hold a site (:func:`may_hold_site`, the one place
   that says which statements matter, from the names they spell);
-- every statement that imports at module level, and every statement up to
-  the last top-level import (where new imports go);
+- every statement that imports at module level (the imports that open the
+  file are where new imports go, and the first statement, a docstring or
+  not, stays first);
 - every statement that binds at module level a name those statements
   mention, and so on until nothing more is needed (a base class defined in
   the file, an alias, a name rebound elsewhere).
@@ -264,17 +265,16 @@ def _kept(code: str, chunks: list[_Chunk]) -> tuple[set[int], set[int]]:
   # The first indented block sets LibCST's default indentation.
   first_block = next((i for i, c in enumerate(chunks) if any(map(_opens_block, c.statements()))), 0)
   kept = {0, first_block}
-  head = 0
-  for index in sorted(_matching(_IMPORT, code, chunks, starts)):
+  for index in _matching(_IMPORT, code, chunks, starts):
     aliases = _imports_at_module_level(chunks[index].statements())
     if aliases is None:
       continue
     if any(alias.name == '*' for alias in aliases):
       raise _Unsure('a star import may bind any name')
     kept.add(index)
-    if any(isinstance(s, (ast.Import, ast.ImportFrom)) for s in chunks[index].statements()):
-      head = index
-  kept.update(range(head + 1))
+  # New imports go after the imports that open the file, which are all
+  # kept; the literal standing for the statement that ends them ends them
+  # too, since it is no import.
   grad_names = grad_import_names([s for i in kept for s in chunks[i].statements()])
   site_text = re.compile('|'.join([KEEP_WORDS.pattern, r'\bglobal\b', r'\bnonlocal\b', *map(re.escape, grad_names)]))
   sites = {index for index in _matching(site_text, code, chunks, starts)
