@@ -45,7 +45,8 @@ ALLOWED = {
 # may hold a site: libcst must not come with it.
 WITHOUT_LIBCST = ('files', 'config', 'engine', 'cli', 'build_hooks', 'pipeline', 'api', 'settings', 'diagnostics', '__init__',
                   '__main__',
-                  'find/prefilter.py', 'find/reduction.py', 'find/targets.py', 'find/__init__.py')
+                  'find/prefilter.py', 'find/reduction.py', 'find/selection.py', 'find/project.py',
+                  'find/module_names.py', 'find/targets.py', 'find/__init__.py')
 
 
 def _part(path: pathlib.Path) -> str:
