@@ -4,6 +4,7 @@ Example::
 
     python bench/run.py                  # all five, table into README.md
     python bench/run.py --only runtime   # benchmarks 1 and 2
+    python bench/run.py --only scale     # benchmarks 8 and 9: a large file, a repeated run
     python bench/run.py --no-readme      # print the table only
 
 The table goes to standard output and, unless ``--no-readme``, replaces what
@@ -130,6 +131,29 @@ def tool_rows(rounds: int, startup_rounds: int, reference_rounds: int) -> tuple[
   ], []
 
 
+def scale_rows(rounds: int) -> tuple[list[tuple[str, ...]], list[str]]:
+  import scale_cases  # pylint: disable=import-outside-toplevel
+
+  result = scale_cases.run(rounds)
+  status = '' if result.large_status in (0, 1) else f'; exit status {result.large_status}'
+  return [
+      (
+          '8',
+          f'`vjpify --check` on one generated file of {result.large_mb:.1f} MB, 1 job',
+          f'{result.large_s:.2f} s, {result.large_peak_mb:.0f} MB peak{status}',
+          '≤ 10 s, ≤ 300 MB',
+          _met(result.large_s <= 10 and result.large_peak_mb <= 300 and not status),
+      ),
+      (
+          '9',
+          f'`vjpify --check` run again on {result.repeated_files} unchanged files with sites: first / second run',
+          f'{result.repeat_speedup:.1f}x ({result.first_s:.2f} / {result.again_s:.2f} s)',
+          '≥ 10x',
+          _met(result.repeat_speedup >= 10),
+      ),
+  ], []
+
+
 def table(rows: list[tuple[str, ...]], notes: list[str], args: argparse.Namespace) -> str:
   versions = ', '.join(f'{name} {version(name)}' for name in ('jax', 'flax', 'libcst'))
   lines = [
@@ -165,7 +189,7 @@ def update_readme(text: str, path: str = README) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--only', choices=('runtime', 'patterns', 'tool'), help='run one part only')
+  parser.add_argument('--only', choices=('runtime', 'patterns', 'tool', 'scale'), help='run one part only')
   parser.add_argument('--pattern-rounds', type=int, default=5, help='interleaved rounds per call pattern')
   parser.add_argument('--first-call-rounds', type=int, default=11, help='fresh processes per side for the first call')
   parser.add_argument('--rounds', type=int, default=101, help='interleaved rounds per eager timing')
@@ -189,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes += more_notes
   if args.only in (None, 'tool'):
     more_rows, more_notes = tool_rows(args.tool_rounds, args.startup_rounds, args.reference_rounds)
+    rows += more_rows
+    notes += more_notes
+  if args.only in (None, 'scale'):
+    more_rows, more_notes = scale_rows(args.tool_rounds)
     rows += more_rows
     notes += more_notes
   text = table(rows, notes, args)

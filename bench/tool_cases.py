@@ -73,7 +73,8 @@ class Tool:
     if self.mode == 'CLI':
       script = os.path.join(os.path.dirname(sys.executable), 'vjpify')
       command = [script] if os.path.exists(script) else [sys.executable, '-m', 'vjpify.transformer']
-      return [*command, '--check', f'--jobs={jobs}', *paths]
+      # Every run is timed cold: the cache of results has its own row.
+      return [*command, '--check', '--no-cache', f'--jobs={jobs}', *paths]
     return [sys.executable, '-c', _API_SCRIPT, *paths]
 
 

@@ -5,13 +5,30 @@ for it (tiered compilation). Tests that check what compiled code does, or
 count traces, need it to compile at the first call; the tests of tiering
 itself set the mode they test. ``fresh_cache`` gives a test the runtime's
 state emptied before and after it.
+
+No test keeps the command line's cache of results (``tests/test_cache.py``
+turns it on where it is tested), so that a run leaves nothing in the trees
+the tests look at, and every test sees the pass itself.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _no_cache_of_results():
+  # Session-wide, before any module's fixtures run the command line.
+  previous = os.environ.get('VJPIFY_NO_CACHE')
+  os.environ['VJPIFY_NO_CACHE'] = '1'
+  yield
+  if previous is None:
+    del os.environ['VJPIFY_NO_CACHE']
+  else:
+    os.environ['VJPIFY_NO_CACHE'] = previous
 
 
 @pytest.fixture(autouse=True)

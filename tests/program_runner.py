@@ -10,7 +10,6 @@ caller to compare.
 
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 from typing import Any
@@ -18,9 +17,9 @@ from typing import Any
 import jax
 import numpy as np
 
-# Run as a script: the support shared with the tests is beside it.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from support.loading import load_file  # noqa: E402  pylint: disable=wrong-import-position
+# Run as a script, whose own folder Python puts first on the path: the
+# support shared with the tests is beside it.
+from support.loading import load_file
 
 
 def _leaf(leaf: Any) -> tuple:

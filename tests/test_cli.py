@@ -150,6 +150,18 @@ def test_no_progress_bar_under_pre_commit_or_quiet(three_models, args, env):
   assert 'file/s' not in shown and '/3' not in shown
 
 
+@pytest.mark.parametrize('size, shown_line', [
+    pytest.param(2**20, True, id='a-long-file'),
+    pytest.param(2**16, False, id='a-short-file'),
+])
+def test_one_long_file_shows_its_progress_on_a_terminal(tmp_path, size, shown_line):
+  filler = 'TABLE = [\n' + '    [0.5, 1.5, 2.5],\n' * (size // 20) + ']\n'
+  write(tmp_path / 'big.py', SOURCE + '\n\n' + filler)
+  status, shown = _run_on_terminal(['--check', 'big.py'], tmp_path, cli_env(**_NO_DELAY), stream='stderr')
+  assert status == 1
+  assert ('vjpify: big.py (' in shown) == shown_line
+
+
 def test_no_progress_bar_in_a_pipe(three_models):
   result = vjpify('--check', '.', cwd=three_models, env=cli_env(**_NO_DELAY))
   assert result.returncode == 1

@@ -157,7 +157,7 @@ def test_many_failed_files_are_named_up_to_ten(tmp_path):
 # after saying which process holds it.
 _WORKER_FAULTS = '''
 import functools, multiprocessing, os, pathlib, signal, time
-import vjpify.transformer.cli.runner as runner
+import vjpify.transformer.engine.runner as runner
 
 FLAGS = pathlib.Path({flags!r})
 transform = runner.transform_one

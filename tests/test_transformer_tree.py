@@ -4,11 +4,12 @@ it is for.
 
 The stages, in order: ``find`` (finding and deciding), ``rewrite`` (the
 LibCST command, nodes, layout, imports), ``files`` (input and output),
-``config`` (``[tool.vjpify]``) and ``cli`` (the command line and the
-runner); ``pipeline`` takes one file through them and ``api`` is the public
-face. ``build_hooks`` is a front end like ``cli``: the setuptools command
-and the hatchling hook, each loading its backend alone. ``codes``, the table
-of diagnostic codes, is data that every stage may read.
+``config`` (``[tool.vjpify]``), ``pipeline`` (one file through them) and
+``engine`` (the runner over many files); ``api`` is the public face. The
+front ends hand their files to the engine: ``cli`` (the command line) and
+``build_hooks`` (the setuptools command and the hatchling hook, each
+loading its backend alone, and sharing the command line's closing summary).
+``codes``, the table of diagnostic codes, is data that every stage may read.
 """
 
 from __future__ import annotations
@@ -33,19 +34,22 @@ ALLOWED = {
     'rewrite': ('rewrite', 'find', 'codes', 'diagnostics', 'settings'),
     'pipeline': ('find', 'rewrite', 'files', 'codes', 'diagnostics', 'settings'),
     'config': ('config', 'files', 'codes', 'settings'),
-    'cli': ('cli', 'pipeline', 'find.prefilter', 'files', 'config', 'codes', 'diagnostics', 'settings'),
-    'api': ('cli.runner', 'pipeline', 'files', 'diagnostics', 'settings'),
-    'build_hooks': ('build_hooks', 'cli.runner', 'cli.report', 'files', 'config', 'diagnostics', 'settings'),
+    'engine': ('engine', 'pipeline', 'find.prefilter', 'find.project', 'find.module_names', 'files', 'codes',
+               'diagnostics', 'settings'),
+    'cli': ('cli', 'engine', 'find.prefilter', 'files', 'config', 'codes', 'diagnostics', 'settings'),
+    'api': ('engine', 'pipeline', 'files', 'diagnostics', 'settings'),
+    'build_hooks': ('build_hooks', 'engine', 'cli.report', 'files', 'config', 'diagnostics', 'settings'),
     '__init__': ('api', 'config.load', 'diagnostics', 'find.prefilter', 'rewrite.command', 'settings'),
     '__main__': ('cli.main',),
 }
 
 # What the command line loads for every file, before it knows whether any
 # may hold a site: libcst must not come with it.
-WITHOUT_LIBCST = ('files', 'config', 'cli', 'build_hooks', 'pipeline', 'api', 'settings', 'codes', 'diagnostics',
-                  '__init__',
+WITHOUT_LIBCST = ('files', 'config', 'engine', 'cli', 'build_hooks', 'pipeline', 'api', 'settings', 'codes',
+                  'diagnostics', '__init__',
                   '__main__',
-                  'find/prefilter.py', 'find/reduction.py', 'find/targets.py', 'find/__init__.py')
+                  'find/prefilter.py', 'find/reduction.py', 'find/selection.py', 'find/project.py',
+                  'find/module_names.py', 'find/targets.py', 'find/__init__.py')
 
 
 def _part(path: pathlib.Path) -> str:
@@ -97,7 +101,7 @@ def test_the_top_of_the_transformer_holds_the_front_only():
   # values every stage shares (settings, diagnostics and their codes).
   assert len(list(TRANSFORMER.glob('*.py'))) <= 7
   assert {p.name for p in TRANSFORMER.iterdir() if p.is_dir() and p.name != '__pycache__'} == {
-      'find', 'rewrite', 'files', 'config', 'cli', 'build_hooks'}
+      'find', 'rewrite', 'files', 'config', 'engine', 'cli', 'build_hooks'}
 
 
 # Each build backend is imported only by the module that serves it, so that

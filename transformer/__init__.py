@@ -17,10 +17,10 @@ in place or mirrored into an output folder), :func:`settings_for` (the
 The pipeline, stage by stage: ``find`` (which files and calls are sites,
 and whether each may be rewritten), ``rewrite`` (the LibCST command, the
 replacement nodes, their layout and imports), ``files`` (reading, walking,
-writing), ``config`` (``[tool.vjpify]``), ``cli`` (the command line and
-the runner over many files);
-``pipeline`` takes one file through them; ``codes`` is the table of the
-stable codes every diagnostic carries (``docs/diagnostics.md``).
+writing), ``config`` (``[tool.vjpify]``), ``engine`` (the runner over
+many files), ``cli`` (the command line); ``pipeline`` takes one file
+through them; ``codes`` is the table of the stable codes every diagnostic
+carries (``docs/diagnostics.md``).
 """
 
 from vjpify.transformer.api import transform_bytes, transform_file, transform_source, transform_tree

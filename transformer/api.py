@@ -17,9 +17,9 @@ Example::
 Each function takes the run's :class:`~vjpify.transformer.settings.Settings`
 (``settings=``; ``settings_for(path)`` gives those of a project's
 ``[tool.vjpify]``), puts the keyword arguments given on top, and hands the
-work to ``pipeline`` (one file) or ``cli.runner`` (many). libcst is imported on first use rather than with
-this module, so that the command line starts without it and loads it only
-for files that may hold a site.
+work to ``pipeline`` (one file) or ``engine.runner`` (many). libcst is
+imported on first use rather than with this module, so that the command
+line starts without it and loads it only for files that may hold a site.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from vjpify.transformer.cli.runner import run
+from vjpify.transformer.engine.runner import run
 from vjpify.transformer.diagnostics import FileResult, TransformResult
 from vjpify.transformer.files.problems import SourceProblem
 from vjpify.transformer.files.source import read_source

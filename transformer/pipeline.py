@@ -1,10 +1,11 @@
 """One file through the pass, the spine of the transformer.
 
-1. ``find.prefilter``: a text test, then a look at Python's ``ast``, rule
-   out files that cannot hold a site; most files end here, never parsed by
-   LibCST.
-2. ``find.reduction``: the pass runs on a copy of the file with every
-   definition that cannot matter to it cut down to a stub.
+1. ``find.prefilter``: a text test rules out files that cannot hold a
+   site; then ``find.selection`` cuts the file at its top-level statements
+   and keeps only those the pass must see (most files end here, with none,
+   never parsed by LibCST), else a look at the whole file's ``ast``.
+2. ``find.reduction``: the pass runs on that copy, with every definition
+   that cannot matter to it cut down to a stub.
 3. ``rewrite.command``: the LibCST command finds the sites, decides each
    one, and rewrites those it may.
 4. Checks on what comes out: the stubs are restored, the sites sorted, and
@@ -18,12 +19,14 @@ imported on first use, so that the command line starts without it.
 from __future__ import annotations
 
 import ast
+from typing import NamedTuple
 
 from vjpify.transformer.codes import code as _code
 from vjpify.transformer.diagnostics import REWRITTEN, FileResult, Site, TransformError, TransformResult
 from vjpify.transformer.files.problems import SourceProblem
 from vjpify.transformer.files.source import decode_source, encode_source
 from vjpify.transformer.find.prefilter import could_contain_sites, may_hold_sites, parse_quietly
+from vjpify.transformer.find.selection import NO_SITES, Selection, select
 from vjpify.transformer.settings import Settings
 
 # The advice when LibCST rejects a file that Python compiles: the fault is vjpify's.
@@ -99,10 +102,11 @@ def _run_pass(code: str, path: str, settings: Settings, original: str) -> tuple[
   return command.transform_module(cst.parse_module(code)).code, command.sites
 
 
-def _run_pass_reduced(code: str, tree: ast.Module, path: str, settings: Settings) -> tuple[str, list[Site]] | None:
-  """The pass's result on the whole file (whose ast is ``tree``), computed
-  on a cut-down copy; None when no copy can be made or the pass cannot run
-  on it."""
+def _run_pass_reduced(code: str, tree: ast.Module, path: str, settings: Settings,
+                      original: str | None = None) -> tuple[str, list[Site]] | None:
+  """The pass's result on ``code`` (whose ast is ``tree``; the file, or the
+  part of ``original`` it must see), computed on a cut-down copy; None when
+  no copy can be made or the pass cannot run on it."""
   import libcst as cst
 
   from vjpify.transformer.find.reduction import reduce_source
@@ -111,7 +115,7 @@ def _run_pass_reduced(code: str, tree: ast.Module, path: str, settings: Settings
   if reduction is None:
     return None
   try:
-    new_code, sites = _run_pass(reduction.code, path, settings, code)
+    new_code, sites = _run_pass(reduction.code, path, settings, original or code)
   except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError):
     return None  # the whole file gets the same error, with its own positions
   restored = reduction.restore(new_code)
@@ -166,26 +170,102 @@ def reduced_pass(code: str, tree: ast.Module | None, path: str, settings: Settin
   return _checked(code, path, run)
 
 
+class Plan(NamedTuple):
+  """How a file that may hold a site goes through the pass: on the part
+  ``selection`` keeps, or (None) whole, its ``ast`` being ``tree`` when
+  known (never sent to another process: it is parsed again there)."""
+
+  selection: Selection | None
+  tree: ast.Module | None = None
+
+  def __reduce__(self):
+    return Plan, (self.selection,)
+
+
+def plan(code: str) -> Plan | None:
+  """None when ``code`` cannot hold a site; else how to transform it. Both
+  prefilter tests run here, once per file."""
+  # The cheap text test first: most files end there, unparsed.
+  if not could_contain_sites(code):
+    return None
+  selection = select(code)
+  if selection is NO_SITES:
+    return None
+  tree = parse_quietly(code if selection is None else selection.code)
+  if tree is not None and not may_hold_sites(code if selection is None else selection.code, tree):
+    return None
+  return Plan(selection, tree)
+
+
+def _selected_pass(code: str, planned: Plan, path: str, settings: Settings) -> TransformResult | None:
+  """The pass on the part of ``code`` that ``planned`` keeps, the rest
+  spliced back as it was; None when it must run on the whole file instead
+  (LibCST or the compiler rejects the part, so the whole gets its error)."""
+  import libcst as cst
+
+  part = planned.selection.code
+  try:
+    done = _run_pass_reduced(part, planned.tree, path, settings, code) if planned.tree is not None else None
+    new_part, found = done or _run_pass(part, path, settings, code)
+  except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError):
+    return None
+  # Every statement left out compiled alone; the part must compile too.
+  if new_part != part and _syntax_error(new_part, path) is not None:
+    return None
+  new_code = planned.selection.restore(new_part)
+  if new_code is None:
+    return None
+  return TransformResult(new_code, tuple(sorted(found, key=lambda s: (s.line, s.column))), code)
+
+
+def transform_planned(code: str, planned: Plan | None, path: str, settings: Settings) -> TransformResult:
+  """The result on ``code`` of the pass as :func:`plan` planned it."""
+  if planned is None:
+    return TransformResult(code, (), code)
+  if planned.selection is not None:
+    if planned.tree is None:
+      planned = planned._replace(tree=parse_quietly(planned.selection.code))
+    done = _selected_pass(code, planned, path, settings)
+    if done is not None:
+      return done
+    return reduced_pass(code, parse_quietly(code), path, settings)
+  return reduced_pass(code, planned.tree, path, settings)
+
+
 def transform_text(code: str, path: str, settings: Settings) -> TransformResult:
   """Rewrites every provably safe site in ``code``; see
   :func:`vjpify.transformer.transform_source`."""
-  # The cheap text test first: most files end there, unparsed.
-  if not could_contain_sites(code):
-    return TransformResult(code, (), code)
-  tree = parse_quietly(code)
-  if tree is not None and not may_hold_sites(code, tree):
-    return TransformResult(code, (), code)
-  return reduced_pass(code, tree, path, settings)
+  return transform_planned(code, plan(code), path, settings)
+
+
+class Decoded(NamedTuple):
+  """A file's bytes and its text, decoded once."""
+
+  data: bytes
+  text: str
+  encoding: str
+
+
+def decode(data: bytes, path: str) -> Decoded:
+  """``data`` decoded as Python decodes a source file."""
+  try:
+    text, encoding = decode_source(data)
+  except SourceProblem as problem:
+    raise file_error(path, problem) from None
+  return Decoded(data, text, encoding)
 
 
 def transform_data(data: bytes, path: str, settings: Settings) -> FileResult:
   """Rewrites a Python file's bytes, decoded and encoded back as Python
   does; see :func:`vjpify.transformer.transform_bytes`."""
-  try:
-    text, encoding = decode_source(data)
-  except SourceProblem as problem:
-    raise file_error(path, problem) from None
-  result = transform_text(text, path, settings)
+  source = decode(data, path)
+  return transform_decoded(source, plan(source.text), path, settings)
+
+
+def transform_decoded(source: Decoded, planned: Plan | None, path: str, settings: Settings) -> FileResult:
+  """The result for a file decoded and planned already."""
+  data, text, encoding = source
+  result = transform_planned(text, planned, path, settings)
   if not result.changed:
     return FileResult(path, data, data, result.sites, encoding)
   try:

@@ -40,7 +40,8 @@ class Settings(NamedTuple):
   the defaults). ``extend_exclude``: globs added to those
   (``--extend-exclude``). ``ignore``: codes of sites left unchanged that
   are not reported and do not fail ``--strict`` (the ``ignore`` key,
-  ``--ignore``; prefixes already expanded).
+  ``--ignore``; prefixes already expanded). ``cache``: keep results between
+  runs for files that have not changed (``--no-cache``; see ``engine.cache``).
   """
 
   jit: bool = True
@@ -53,6 +54,7 @@ class Settings(NamedTuple):
   force_exclude: bool = False
   respect_gitignore: bool = True
   ignore: tuple[str, ...] = ()
+  cache: bool = True
 
   @classmethod
   def from_args(cls, args, base: Settings | None = None) -> Settings:
@@ -64,7 +66,7 @@ class Settings(NamedTuple):
     given = {'exclude': (*base.exclude, *getattr(args, 'exclude', ())),
              'extend_exclude': (*base.extend_exclude, *getattr(args, 'extend_exclude', ())),
              'ignore': tuple(dict.fromkeys((*base.ignore, *(c for cs in getattr(args, 'ignore', ()) for c in cs))))}
-    for field in ('jit', 'jobs', 'strict', 'force_exclude', 'respect_gitignore'):
+    for field in ('jit', 'jobs', 'strict', 'force_exclude', 'respect_gitignore', 'cache'):
       if getattr(args, field, None) is not None:
         given[field] = getattr(args, field)
     return base._replace(**given)

@@ -17,8 +17,8 @@ own output, reports the sites left unchanged in the build log, and fails
 the build with the ``file:line:col`` message of any file it cannot
 transform.
 
-May import: ``cli.runner`` and ``cli.report`` (the runner over many files and
-the closing summary), ``files``, ``diagnostics`` and ``settings``;
+May import: ``engine.runner`` and ``cli.report`` (the runner over many files
+and the closing summary), ``files``, ``diagnostics`` and ``settings``;
 setuptools only in ``setuptools_command`` and hatchling only in
 ``hatch_hook``, each loaded only by the backend that asks for it.
 """

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from vjpify.transformer.cli.report import Summary
 from vjpify.transformer.config.load import ConfigError, settings_for
-from vjpify.transformer.cli.runner import run
+from vjpify.transformer.engine.runner import run
 from vjpify.transformer.diagnostics import ERROR, SKIPPED, FileResult
 from vjpify.transformer.files.walk import Task, force_excluded
 from vjpify.transformer.settings import Settings

@@ -1,9 +1,8 @@
-"""The front for many files: the ``vjpify`` command line, the runner that
-spreads files over worker processes and writes their results, and what a
-run shows (diffs, progress bar, summary, JSON report).
+"""The command line: the ``vjpify`` options, and what a run shows (diffs,
+progress bar, summary, JSON report). The files themselves go through the
+engine (``vjpify.transformer.engine``).
 
-May import: ``vjpify.transformer.pipeline`` (one file through the pass),
-``find.prefilter`` (to rule files out before they go to a worker),
-``files``, ``diagnostics`` and ``settings``, and the standard library.
-Never libcst directly: the pipeline loads it for files that may hold a site.
+May import: ``engine`` (the runner over many files), ``files``, ``config``,
+``diagnostics`` and ``settings``, and the standard library. Never libcst:
+the pipeline loads it for files that may hold a site.
 """

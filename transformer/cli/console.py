@@ -9,7 +9,9 @@ all three.
 The progress bar appears only on a terminal, never in pipes, under
 ``--quiet`` or under pre-commit (which sets ``PRE_COMMIT=1``), and only once
 a run has lasted a second (tqdm's own ``TQDM_DELAY`` changes that); tqdm
-is imported only then, to keep start-up fast.
+is imported only then, to keep start-up fast. A run of one long file (a
+megabyte or more) shows, under the same rules, the file and the time spent
+on it, ticking while the pass runs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import difflib
 import io
 import os
 import sys
+import threading
 from typing import IO
 
 _RESET = '\033[0m'
@@ -26,6 +29,9 @@ _STYLES = (('+++', '\033[1m'), ('---', '\033[1m'), ('@@', '\033[36m'), ('+', '\0
 # A bar is not worth its import for a run this short.
 _MIN_FILES_FOR_PROGRESS = 2
 _PROGRESS_DELAY_S = 1.0
+# A single file this long is worth a line that shows the run is alive.
+_LONG_FILE_BYTES = 2**20
+_TICK_S = 0.2
 
 
 def color_wanted(choice: str, stream: IO) -> bool:
@@ -73,21 +79,38 @@ class Console:
   """Writes messages to stderr and output to stdout without tearing the
   progress bar, if there is one."""
 
-  def __init__(self, total: int, progress: bool):
+  def __init__(self, total: int, progress: bool, long_file: tuple[str, int] | None = None):
+    """``long_file``: the name and size of the run's only file, if it has one."""
     self._bar = None
-    if progress and total >= _MIN_FILES_FOR_PROGRESS:
+    self._ticking: threading.Event | None = None
+    long_file = long_file if total == 1 and long_file and long_file[1] >= _LONG_FILE_BYTES else None
+    if progress and (total >= _MIN_FILES_FOR_PROGRESS or long_file):
       try:
         import tqdm
       except ImportError:  # The bar is a nicety; an install without it still works.
         return
       # The monitor thread would be copied into forked workers for nothing.
       tqdm.tqdm.monitor_interval = 0
-      self._bar = tqdm.tqdm(total=total, unit='file', delay=_delay(), leave=False, file=sys.stderr)
+      if long_file is None:
+        self._bar = tqdm.tqdm(total=total, unit='file', delay=_delay(), leave=False, file=sys.stderr)
+        return
+      name, size = long_file
+      self._bar = tqdm.tqdm(total=None, desc=f'vjpify: {name} ({size / 2**20:.1f} MB)', bar_format='{desc}: {elapsed}',
+                            delay=_delay(), leave=False, file=sys.stderr)
+      # One file never starts worker processes, so no fork copies this thread.
+      self._ticking = threading.Event()
+      threading.Thread(target=self._tick, daemon=True).start()
+
+  def _tick(self) -> None:
+    while not self._ticking.wait(_TICK_S):
+      self._bar.refresh()
 
   def __enter__(self) -> Console:
     return self
 
   def __exit__(self, *exc_info) -> None:
+    if self._ticking is not None:
+      self._ticking.set()
     if self._bar is not None:
       self._bar.close()
 

@@ -37,7 +37,8 @@ from vjpify.transformer.cli.console import Console, color_wanted, progress_wante
 from vjpify.transformer.files.walk import DEFAULT_EXCLUDES, PlanError, plan
 from vjpify.transformer.settings import Settings, default_jobs
 from vjpify.transformer.cli.report import Summary, no_files_line
-from vjpify.transformer.cli.runner import run
+from vjpify.transformer.engine.cache import Cache, folder_for, wanted
+from vjpify.transformer.engine.runner import run
 
 EXIT_CLEAN = 0
 EXIT_CHANGED = 1
@@ -118,6 +119,9 @@ def argument_parser() -> argparse.ArgumentParser:
                          '(VJ205,VJ21), nor fail --strict on them; adds to the ignore key (docs/diagnostics.md)')
   mode.add_argument('--exit-zero-even-if-changed', action='store_true',
                     help='exit 0 after rewriting files, as long as there was no error')
+  mode.add_argument('--cache', action=argparse.BooleanOptionalAction, default=None,
+                    help='keep results between runs for files that have not changed, in .vjpify_cache in the '
+                         'project root or $VJPIFY_CACHE_DIR (default: on; VJPIFY_NO_CACHE=1 turns it off)')
   mode.add_argument('--config', metavar='PATH',
                     help='read [tool.vjpify] from this TOML file rather than from the nearest pyproject.toml '
                          'that has the table')
@@ -176,6 +180,23 @@ def _write_report(path: str, summary: Summary) -> bool:
   return True
 
 
+def _long_file(tasks) -> tuple[str, int] | None:
+  """The name and size of the run's only file, for the progress line."""
+  if len(tasks) != 1 or tasks[0].source == STDIN:
+    return None
+  try:
+    return tasks[0].shown, os.path.getsize(tasks[0].source)
+  except OSError:
+    return None
+
+
+def _cache(args: argparse.Namespace, settings: Settings) -> Cache | None:
+  if not wanted(settings):
+    return None
+  named = [args.stdin_filename if p == STDIN and args.stdin_filename else p for p in args.paths if p != STDIN]
+  return Cache(folder_for(named or ['.']), settings)
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
   writing = not (args.check or args.diff)
   try:
@@ -191,8 +212,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     print(no_files_line(args.paths), file=sys.stderr)
   summary = Summary(ignore=frozenset(settings.ignore))
   color = color_wanted(args.color, sys.stdout)
-  with Console(len(tasks), progress_wanted(args.quiet, sys.stderr)) as console:
-    for task, result in run(tasks, settings, fresh_workers=False):
+  with Console(len(tasks), progress_wanted(args.quiet, sys.stderr), _long_file(tasks)) as console:
+    for task, result in run(tasks, settings, fresh_workers=False, cache=_cache(args, settings)):
       summary.add(result, task.python and task.transform)
       _show(console, args, settings, task, result, color)
       console.advance()

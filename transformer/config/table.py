@@ -93,6 +93,7 @@ def _globs(folder: str) -> Callable[[list[str]], tuple[str, ...]]:
 # key: (what is wrong with a value, or None; what it must be; the Settings
 # field it sets; its conversion, given the configuration's folder)
 _KEYS: dict[str, tuple[Callable[[object], str | None], str, str, Callable[[str], Callable]]] = {
+    'cache': (_boolean, 'true or false', 'cache', lambda folder: bool),
     'exclude': (_names, 'a list of globs (strings)', 'default_exclude', _globs),
     'extend-exclude': (_names, 'a list of globs (strings)', 'extend_exclude', _globs),
     'force-exclude': (_boolean, 'true or false', 'force_exclude', lambda folder: bool),

@@ -37,7 +37,7 @@ from vjpify.transformer.files.source import STDIN
 
 DEFAULT_EXCLUDES = (
     '.bzr', '.direnv', '.eggs', '.git', '.hg', '.ipynb_checkpoints', '.mypy_cache', '.nox',
-    '.pytest_cache', '.ruff_cache', '.svn', '.tox', '.venv', '__pycache__', '__pypackages__',
+    '.pytest_cache', '.ruff_cache', '.svn', '.vjpify_cache', '.tox', '.venv', '__pycache__', '__pypackages__',
     '_build', 'buck-out', 'build', 'dist', 'node_modules', 'venv', '*.egg-info',
 )
 

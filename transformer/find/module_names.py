@@ -127,6 +127,9 @@ def names_of(tree: ast.Module) -> ModuleNames:
 
 # path -> (modification time, size, names or the reason they cannot be had)
 _CACHE: dict[str, tuple[int, int, ModuleNames | str]] = {}
+# Every path asked for, in order, so that a caller can tell which files a
+# result read (the engine keeps them with a result it caches, and drops them).
+ASKED: list[str] = []
 
 
 def module_names(path: str) -> ModuleNames:
@@ -137,6 +140,7 @@ def module_names(path: str) -> ModuleNames:
     Unreadable: the file cannot be read or does not parse; the message
       says which, to follow ``<path> `` in a sentence.
   """
+  ASKED.append(path)
   try:
     stat = os.stat(path)
   except OSError as error:

@@ -12,13 +12,14 @@ indentation of the first indented block (LibCST's default indentation) and
 every line ending. The pass's output then gets the original lines back in
 place of the stub lines, which it never changes.
 
-A function or class stays whole when an identifier in it is the name of
-one of flax's grad transforms (as sites and references to them spell it) or
-a name the pass may emit (which it must see wherever the file binds or reads
-it); when a string in it that is not a statement of its own (an annotation
-may be one) mentions ``grad``, ``vjp`` or ``compiled``; when it names
-something a grad import binds; or when it declares ``global`` or
-``nonlocal`` names (which bind names in other scopes). Comments and docstrings name nothing the pass reads. The layout
+A function or class stays whole when it may hold a site, by the test that
+also chooses the top-level statements the pass sees
+(``find.selection.may_hold_site``): an identifier in it is the name of one
+of flax's grad transforms or a name the pass may emit; a string in it that
+is not a statement of its own (an annotation may be one) mentions ``grad``,
+``vjp`` or ``compiled``; it names something a grad import binds; or it
+declares ``global`` or ``nonlocal`` names (which bind names in other
+scopes). Comments and docstrings name nothing the pass reads. The layout
 decisions that read the whole file (its line length, its preferred quote)
 are made on the original by the pass itself.
 """
@@ -30,38 +31,10 @@ import dataclasses
 import itertools
 import re
 
-from vjpify.transformer.find.targets import GRAD_NAMES, HELPER_ALIAS_PREFIX, RUNTIME_HELPERS, VJP_ALIAS_PREFIX
+from vjpify.transformer.find.selection import grad_import_names, may_hold_site
 
-# Words that keep a definition whole where they appear in a string that may
-# be an annotation: the words of sites and of every name the pass may emit.
-_KEEP_WORDS = re.compile(r'grad|vjp|compiled')
-# Identifiers that keep a definition whole: the names of flax's grad
-# transforms, which sites and references to them spell, and every name the
-# import planner may choose (see ``ImportPlanner._import_name``), which it
-# must see wherever the file binds or reads it.
-_KEEP_NAME = re.compile(
-    f'(?:(?:{HELPER_ALIAS_PREFIX}|{VJP_ALIAS_PREFIX})_)?'
-    f'(?:{"|".join(sorted({*GRAD_NAMES, "vjp", *RUNTIME_HELPERS}))})'
-    r'(?:_\d+)?')
 _LINE = re.compile(r'[^\r\n]*(?:\r\n|\n)|[^\r\n]+\Z')
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-# Where an ast node spells an identifier of its own, rather than in a child.
-_NAME_FIELDS = {
-    ast.Name: ('id',),
-    ast.Attribute: ('attr',),
-    ast.arg: ('arg',),
-    ast.keyword: ('arg',),
-    ast.FunctionDef: ('name',),
-    ast.AsyncFunctionDef: ('name',),
-    ast.ClassDef: ('name',),
-    ast.alias: ('name', 'asname'),
-    ast.ImportFrom: ('module',),
-    ast.ExceptHandler: ('name',),
-    ast.MatchAs: ('name',),
-    ast.MatchStar: ('name',),
-    ast.MatchMapping: ('rest',),
-    ast.MatchClass: ('kwd_attrs',),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,28 +66,6 @@ class Reduction:
     return ''.join(restored) if found == len(self.originals) else None
 
 
-def _grad_import_names(tree: ast.Module) -> frozenset[str]:
-  """Names bound at module level by an import of something called grad-like,
-  under another name (``from flax.linen import grad as g``)."""
-  names = set()
-  for node in tree.body:
-    if isinstance(node, ast.ImportFrom):
-      names.update(a.asname for a in node.names if a.asname and _KEEP_WORDS.search(a.name))
-  return frozenset(names)
-
-
-def _words(node: ast.AST) -> list[str]:
-  """The identifiers ``node`` itself spells (not its children's)."""
-  words = []
-  for field in _NAME_FIELDS.get(type(node), ()):
-    value = getattr(node, field, None)
-    if isinstance(value, str):
-      words.append(value)
-    elif isinstance(value, list):
-      words.extend(v for v in value if isinstance(v, str))
-  return words
-
-
 def _leading_space(line: str) -> str:
   return line[:len(line) - len(line.lstrip(' \t\f'))]
 
@@ -124,28 +75,8 @@ class _Reducer:
   def __init__(self, lines: list[str], tree: ast.Module, marker: str):
     self._lines = lines
     self._marker = marker
-    self._grad_names = _grad_import_names(tree)
+    self._grad_names = grad_import_names(tree.body)
     self.replaced: dict[int, str] = {}
-
-  def _must_keep(self, node: ast.stmt) -> bool:
-    if getattr(node, 'type_params', None):
-      return True  # the stub could not keep the names its bases use
-    inert = set()
-    for child in ast.walk(node):
-      if isinstance(child, (ast.Global, ast.Nonlocal)):
-        return True
-      if isinstance(child, ast.Name) and child.id in self._grad_names:
-        return True
-      if isinstance(child, ast.Expr) and isinstance(child.value, ast.Constant):
-        # A string statement (a docstring) names nothing; any other string
-        # might be an annotation, which LibCST reads names from.
-        inert.add(child.value)
-      elif isinstance(child, ast.Constant):
-        if isinstance(child.value, str) and child not in inert and _KEEP_WORDS.search(child.value):
-          return True
-      elif any(_KEEP_NAME.fullmatch(word) for word in _words(child)):
-        return True
-    return False
 
   def _indented_body(self, node: ast.stmt) -> str | None:
     """The leading whitespace of the first body line, when the body is an
@@ -180,7 +111,7 @@ class _Reducer:
       if not isinstance(node, _DEFINITIONS):
         continue
       first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-      if self._must_keep(node):
+      if may_hold_site(node, self._grad_names):
         self.reduce(node.body)
       else:
         self._stub(node, first)

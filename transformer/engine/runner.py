@@ -22,17 +22,20 @@ import dataclasses
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 from concurrent.futures.process import BrokenProcessPool
 
 from vjpify.transformer.codes import code
 from vjpify.transformer.diagnostics import FileResult, Site, TransformError
 from vjpify.transformer.files.problems import SourceProblem
-from vjpify.transformer.files.source import STDIN, decode_source, read_source
+from vjpify.transformer.files.source import STDIN, read_source
 from vjpify.transformer.files.walk import Task
 from vjpify.transformer.files.write import (
     copy_atomically, ensure_folder, interrupts_held, source_mode, write_atomically)
-from vjpify.transformer.find.prefilter import may_hold_sites
-from vjpify.transformer.pipeline import file_error, transform_data
+from vjpify.transformer.engine.cache import Cache
+import vjpify.transformer.find.module_names as module_names
+from vjpify.transformer.find.prefilter import could_contain_sites
+from vjpify.transformer.pipeline import Decoded, Plan, decode, file_error, plan, transform_decoded
 from vjpify.transformer.settings import Settings
 
 # Transforms queued per worker: enough to keep every worker busy while
@@ -71,36 +74,51 @@ def _worker_died(path: str, data: bytes, exitcode: int | None) -> FileResult:
       f'file left unchanged; {advice}'))
 
 
-def transform_one(path: str, data: bytes, settings: Settings) -> FileResult:
-  """Transforms one file's bytes; problems become an error site, never an exception."""
+class Outcome(NamedTuple):
+  """A file's result, with the other files it read (to keep with it in
+  the cache); an error comes back as a plain FileResult, never kept."""
+
+  result: FileResult
+  reads: tuple[str, ...] = ()
+
+
+def transform_one(path: str, source: Decoded, planned: Plan, settings: Settings) -> Outcome | FileResult:
+  """Transforms one file, decoded and planned (by this process, which sent
+  it); problems become an error site, never an exception."""
+  mark = len(module_names.ASKED)
   try:
-    return transform_data(data, path, settings)
+    result = transform_decoded(source, planned, path, settings)
+    reads = tuple(module_names.ASKED[mark:])
+    del module_names.ASKED[mark:]
+    return Outcome(result, reads)
   except TransformError as error:
-    return FileResult.failed(path, data, error.site)
+    return FileResult.failed(path, source.data, error.site)
   except Exception as error:  # A bug in the pass must cost one file, not the run.
-    return _internal_error(path, data, error)
+    return _internal_error(path, source.data, error)
 
 
 def _ignore_interrupts() -> None:
   signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _transform_and_send(connection, path: str, data: bytes, settings: Settings) -> None:
+def _transform_and_send(connection, path: str, source: Decoded, planned: Plan, settings: Settings) -> None:
   _ignore_interrupts()
-  connection.send(transform_one(path, data, settings))
+  connection.send(transform_one(path, source, planned, settings))
   connection.close()
 
 
 class _Done:
   """A result computed in this process, shaped like a finished Future."""
 
-  def __init__(self, result: FileResult):
+  cache_key: str | None = None
+
+  def __init__(self, result: FileResult | Outcome):
     self._result = result
 
   def done(self) -> bool:
     return True
 
-  def result(self) -> FileResult:
+  def result(self) -> FileResult | Outcome:
     return self._result
 
 
@@ -112,12 +130,15 @@ class _InWorker:
   outcome here.
   """
 
-  def __init__(self, runner: _Runner, path: str, data: bytes, future):
+  cache_key: str | None = None
+
+  def __init__(self, runner: _Runner, path: str, source: Decoded, planned: Plan, future):
     self._runner = runner
     self.path = path
-    self.data = data
+    self.source = source
+    self.planned = planned
     self.future = future
-    self.again: FileResult | None = None
+    self.again: FileResult | Outcome | None = None
 
   def lost(self) -> bool:
     """Whether the pool failed this file because a worker died."""
@@ -130,14 +151,14 @@ class _InWorker:
   def done(self) -> bool:
     return self.again is not None or self.future.done()
 
-  def result(self) -> FileResult:
+  def result(self) -> FileResult | Outcome:
     if self.again is None:
       try:
         return self.future.result()
       except BrokenProcessPool:
         self._runner.recover()
       except Exception as error:  # The result could not come back; the file itself may be fine.
-        return _internal_error(self.path, self.data, error)
+        return _internal_error(self.path, self.source.data, error)
     return self.again
 
 
@@ -145,8 +166,9 @@ class _Runner:
   """Starts each task: reads and prefilters it here, and transforms it
   here or, from the second file that needs it, in a pool of workers."""
 
-  def __init__(self, settings: Settings, fresh_workers: bool):
+  def __init__(self, settings: Settings, fresh_workers: bool, cache: Cache | None):
     self._settings = settings
+    self._cache = cache
     self._jobs = settings.jobs
     self._fresh_workers = fresh_workers
     self._candidates = 0
@@ -160,7 +182,7 @@ class _Runner:
       return multiprocessing.get_context()
     if 'forkserver' in multiprocessing.get_all_start_methods():
       context = multiprocessing.get_context('forkserver')
-      context.set_forkserver_preload(['vjpify.transformer.cli.runner', 'vjpify.transformer.rewrite.command'])
+      context.set_forkserver_preload(['vjpify.transformer.engine.runner', 'vjpify.transformer.rewrite.command'])
       return context
     return multiprocessing.get_context('spawn')
 
@@ -168,33 +190,34 @@ class _Runner:
     from concurrent.futures import ProcessPoolExecutor
     return ProcessPoolExecutor(max_workers=self._jobs, mp_context=self._context(), initializer=_ignore_interrupts)
 
-  def _submit(self, path: str, data: bytes) -> _InWorker:
+  def _submit(self, path: str, source: Decoded, planned: Plan) -> _InWorker:
     self._in_pool = [item for item in self._in_pool if not item.finished()]
     # Starting the pool or submitting may fork workers; a Ctrl-C landing
     # in a fork handler would be swallowed there, so it waits until the
     # fork is done.
     with interrupts_held():
       self._pool = self._pool or self._start_pool()
-      future = self._pool.submit(transform_one, path, data, self._settings)
-    item = _InWorker(self, path, data, future)
+      future = self._pool.submit(transform_one, path, source, planned, self._settings)
+    item = _InWorker(self, path, source, planned, future)
     self._in_pool.append(item)
     return item
 
-  def _transform(self, path: str, data: bytes):
+  def _transform(self, path: str, source: Decoded, planned: Plan):
     self._candidates += 1
     # One file is not worth starting worker processes for.
     if self._pool is None and (self._jobs == 1 or self._candidates == 1):
-      return _Done(transform_one(path, data, self._settings))
+      return _Done(transform_one(path, source, planned, self._settings))
     try:
-      return self._submit(path, data)
+      return self._submit(path, source, planned)
     except BrokenProcessPool:  # A worker died since the last file went to the pool.
       self.recover()
-      return self._submit(path, data)
+      return self._submit(path, source, planned)
 
-  def _transform_alone(self, path: str, data: bytes) -> FileResult:
+  def _transform_alone(self, path: str, source: Decoded, planned: Plan) -> FileResult | Outcome:
     context = self._context()
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_transform_and_send, args=(sender, path, data, self._settings), daemon=True)
+    process = context.Process(target=_transform_and_send, args=(sender, path, source, planned, self._settings),
+                              daemon=True)
     with interrupts_held():
       process.start()
     try:
@@ -203,7 +226,7 @@ class _Runner:
         return receiver.recv()
       except (EOFError, OSError):  # It died before its result was all sent.
         process.join()
-        return _worker_died(path, data, process.exitcode)
+        return _worker_died(path, source.data, process.exitcode)
     finally:
       receiver.close()
       if process.is_alive():  # Interrupted while waiting.
@@ -228,7 +251,7 @@ class _Runner:
       self._pool = None
     for item in self._in_pool:
       if item.lost():
-        item.again = self._transform_alone(item.path, item.data)
+        item.again = self._transform_alone(item.path, item.source, item.planned)
     self._in_pool = []
 
   def start(self, task: Task):
@@ -242,14 +265,30 @@ class _Runner:
       data = read_source(task.source)
       if not task.transform:
         return _Done(FileResult(path, data, data))
-      text, encoding = decode_source(data)
+      key = self._cache.key(path, task.source, data) if self._cache and task.source != STDIN else None
+      kept = self._cache.get(key, data) if key else None
+      if kept is not None:
+        return _Done(kept)
+      source = decode(data, path)
     except SourceProblem as problem:
       return _Done(FileResult.failed(path, data, file_error(path, problem).site))
+    except TransformError as error:
+      return _Done(FileResult.failed(path, data, error.site))
+    if not could_contain_sites(source.text):
+      return _Done(FileResult(path, data, data, (), source.encoding))
     # Here rather than in a worker: it rules out nearly every file, and
-    # costs less than sending the file to a worker would.
-    if not may_hold_sites(text):
-      return _Done(FileResult(path, data, data, (), encoding))
-    return self._transform(path, data)
+    # costs less than sending the file to a worker would. The worker gets
+    # the text and the plan, and neither decodes nor prefilters again.
+    try:
+      planned = plan(source.text)
+    except Exception as error:  # A bug in the prefilter must cost one file, not the run.
+      return _Done(_internal_error(path, data, error))
+    if planned is None:
+      pending = _Done(Outcome(FileResult(path, data, data, (), source.encoding)))
+    else:
+      pending = self._transform(path, source, planned)
+    pending.cache_key = key
+    return pending
 
   def close(self) -> None:
     if self._pool is not None:
@@ -280,12 +319,17 @@ def _write(task: Task, result: FileResult) -> FileResult:
   return dataclasses.replace(result, destination=task.destination, up_to_date=not written)
 
 
-def _settle(task: Task, pending) -> FileResult:
-  return _write(task, pending.result())
+def _settle(task: Task, pending, cache: Cache | None) -> FileResult:
+  outcome = pending.result()
+  if not isinstance(outcome, Outcome):
+    return _write(task, outcome)
+  if cache is not None and pending.cache_key and not outcome.result.error:
+    cache.put(pending.cache_key, outcome.result, outcome.reads)
+  return _write(task, outcome.result)
 
 
-def run(tasks: Sequence[Task], settings: Settings, *,
-        fresh_workers: bool = True) -> Iterator[tuple[Task, FileResult]]:
+def run(tasks: Sequence[Task], settings: Settings, *, fresh_workers: bool = True,
+        cache: Cache | None = None) -> Iterator[tuple[Task, FileResult]]:
   """Processes ``tasks`` and writes their results, yielding each as it is
   written, in the order of ``tasks``.
 
@@ -299,18 +343,20 @@ def run(tasks: Sequence[Task], settings: Settings, *,
       forking this process, which is only safe while it runs no threads (a
       process that uses JAX does); the command line, which never does, says
       False to save the start-up.
+    cache: where results are kept between runs (``engine.cache``); None
+      keeps none.
   """
-  runner = _Runner(settings, fresh_workers)
+  runner = _Runner(settings, fresh_workers, cache)
   window: collections.deque = collections.deque()
   try:
     for task in tasks:
       window.append((task, runner.start(task)))
       while window and (len(window) > settings.jobs * _QUEUED_PER_JOB or window[0][1].done()):
         task, pending = window.popleft()
-        yield task, _settle(task, pending)
+        yield task, _settle(task, pending, cache)
     while window:
       task, pending = window.popleft()
-      yield task, _settle(task, pending)
+      yield task, _settle(task, pending, cache)
   finally:
     runner.close()
 
