@@ -46,7 +46,7 @@ def _settings(settings: Settings | None, **given) -> Settings:
 
 
 def transform_source(code: str, path: str = '<string>', *, jit: bool | None = None,
-                     settings: Settings | None = None) -> TransformResult:
+                     settings: Settings | None = None, lift_jax_transforms: bool | None = None) -> TransformResult:
   """Rewrites every provably safe site in ``code``.
 
   Note that sites the pass cannot prove safe are left byte for byte as they
@@ -64,6 +64,9 @@ def transform_source(code: str, path: str = '<string>', *, jit: bool | None = No
     settings: the run's settings (``module_bases`` and the others); by
       default, the defaults. Configuration is not read unless asked for:
       pass ``settings_for(path)``.
+    lift_jax_transforms: lift ``jax.grad``, ``jax.value_and_grad`` and
+      ``jax.vjp`` over bound Modules to ``nn.vjp`` code, rather than only
+      report them. None: ``settings.lift_jax_transforms``.
 
   Returns:
     A :class:`TransformResult`.
@@ -71,11 +74,11 @@ def transform_source(code: str, path: str = '<string>', *, jit: bool | None = No
   Raises:
     TransformError: ``code`` does not parse, or the rewrite does not compile.
   """
-  return transform_text(code, path, _settings(settings, jit=jit))
+  return transform_text(code, path, _settings(settings, jit=jit, lift_jax_transforms=lift_jax_transforms))
 
 
 def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool | None = None,
-                    settings: Settings | None = None) -> FileResult:
+                    settings: Settings | None = None, lift_jax_transforms: bool | None = None) -> FileResult:
   """Rewrites the contents of a Python file given as bytes.
 
   Note that the file is decoded as Python decodes it (BOM, coding
@@ -87,6 +90,7 @@ def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool | None = No
     path: as for :func:`transform_source`.
     jit: as for :func:`transform_source`.
     settings: as for :func:`transform_source`.
+    lift_jax_transforms: as for :func:`transform_source`.
 
   Returns:
     A :class:`FileResult`; nothing is written.
@@ -95,11 +99,11 @@ def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool | None = No
     TransformError: ``data`` is not decodable Python source, does not parse,
       or the rewrite does not compile.
   """
-  return transform_data(data, path, _settings(settings, jit=jit))
+  return transform_data(data, path, _settings(settings, jit=jit, lift_jax_transforms=lift_jax_transforms))
 
 
 def transform_file(path: str, *, write: bool = False, jit: bool | None = None,
-                   settings: Settings | None = None) -> FileResult:
+                   settings: Settings | None = None, lift_jax_transforms: bool | None = None) -> FileResult:
   """Rewrites one Python file, in place if ``write``.
 
   Note that the file is replaced atomically (a temporary file in the same
@@ -110,6 +114,7 @@ def transform_file(path: str, *, write: bool = False, jit: bool | None = None,
     write: write the result back to ``path``.
     jit: as for :func:`transform_source`.
     settings: as for :func:`transform_source`.
+    lift_jax_transforms: as for :func:`transform_source`.
 
   Returns:
     A :class:`FileResult`; ``destination`` is ``path`` if it was written.
@@ -121,7 +126,7 @@ def transform_file(path: str, *, write: bool = False, jit: bool | None = None,
     data = read_source(path)
   except SourceProblem as problem:
     raise file_error(path, problem) from None
-  result = transform_data(data, path, _settings(settings, jit=jit))
+  result = transform_data(data, path, _settings(settings, jit=jit, lift_jax_transforms=lift_jax_transforms))
   if write and result.changed:
     try:
       write_atomically(path, result.code)
@@ -142,6 +147,7 @@ def transform_tree(
     jit: bool | None = None,
     settings: Settings | None = None,
     respect_gitignore: bool | None = None,
+    lift_jax_transforms: bool | None = None,
 ) -> list[FileResult]:
   """Transforms every ``*.py`` file under ``paths``.
 
@@ -172,6 +178,7 @@ def transform_tree(
       ``extend_exclude`` apply to the folder walks.
     respect_gitignore: skip what ``.gitignore`` files ignore in folders; None:
       ``settings.respect_gitignore`` (True by default).
+    lift_jax_transforms: as for :func:`transform_source`.
 
   Returns:
     One :class:`FileResult` per Python file, in walk order.
@@ -183,7 +190,7 @@ def transform_tree(
   if write and out_dir is not None:
     raise ValueError('write=True and out_dir both given; choose one')
   settings = _settings(settings, jit=jit, exclude=None if exclude is None else tuple(exclude), jobs=jobs,
-                       respect_gitignore=respect_gitignore)
+                       respect_gitignore=respect_gitignore, lift_jax_transforms=lift_jax_transforms)
   tasks = plan(paths, out_dir=out_dir, write=write or out_dir is not None,
                exclude=settings.exclude, copy_other_files=copy_other_files,
                default_exclude=settings.default_exclude, extend_exclude=settings.extend_exclude,

@@ -13,6 +13,12 @@ import dataclasses
 REWRITTEN = 'rewritten'
 SKIPPED = 'skipped'
 ERROR = 'error'
+# A site left unchanged that is only reported: a jax transform over a bound
+# Module, lifted on request (--lift-jax-transforms); --strict does not fail
+# on it unless strict-jax-transforms asks.
+REPORTED = 'reported'
+# The actions of sites left unchanged.
+LEFT_UNCHANGED = (SKIPPED, REPORTED)
 
 # The kind of a site that is the file itself (unreadable, does not parse, ...).
 FILE = 'file'
@@ -27,7 +33,8 @@ class Site:
 
   ``line`` and ``column`` are 1-based, as compilers print them. ``kind`` is
   ``grad``, ``value_and_grad``, ``reference`` (named but not called) or
-  ``file`` (the file itself, for example a syntax error).
+  ``file`` (the file itself, for example a syntax error); ``jax.grad``,
+  ``jax.value_and_grad`` or ``jax.vjp`` for a jax transform over a bound Module.
   """
 
   path: str

@@ -38,7 +38,11 @@ class Settings(NamedTuple):
   for it (``--strict``). ``default_exclude``: globs that replace the default
   excludes of folder walks (the ``exclude`` key of ``[tool.vjpify]``; None:
   the defaults). ``extend_exclude``: globs added to those
-  (``--extend-exclude``).
+  (``--extend-exclude``). ``lift_jax_transforms``: lift jax.grad,
+  jax.value_and_grad and jax.vjp over bound Modules to nn.vjp code, rather
+  than only report them (``--lift-jax-transforms``). ``strict_jax_transforms``:
+  under ``strict``, a jax transform reported and left unchanged fails the run
+  too (``--strict-jax-transforms``).
   """
 
   jit: bool = True
@@ -50,6 +54,8 @@ class Settings(NamedTuple):
   extend_exclude: tuple[str, ...] = ()
   force_exclude: bool = False
   respect_gitignore: bool = True
+  lift_jax_transforms: bool = False
+  strict_jax_transforms: bool = False
 
   @classmethod
   def from_args(cls, args, base: Settings | None = None) -> Settings:
@@ -60,7 +66,8 @@ class Settings(NamedTuple):
     base = base or cls(jobs=default_jobs())
     given = {'exclude': (*base.exclude, *getattr(args, 'exclude', ())),
              'extend_exclude': (*base.extend_exclude, *getattr(args, 'extend_exclude', ()))}
-    for field in ('jit', 'jobs', 'strict', 'force_exclude', 'respect_gitignore'):
+    for field in ('jit', 'jobs', 'strict', 'force_exclude', 'respect_gitignore', 'lift_jax_transforms',
+                  'strict_jax_transforms'):
       if getattr(args, field, None) is not None:
         given[field] = getattr(args, field)
     return base._replace(**given)

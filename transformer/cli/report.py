@@ -9,7 +9,8 @@ The report is one object::
      "sites": [{"path": "model.py", "line": 12, "col": 9, "kind": "grad",
                 "action": "rewritten", "reason": "..."}, ...]}
 
-``action`` is ``rewritten``, ``skipped`` or ``error``; ``kind`` is ``grad``,
+``action`` is ``rewritten``, ``skipped``, ``reported`` (left unchanged, and
+not failing ``--strict``) or ``error``; ``kind`` is ``grad``,
 ``value_and_grad``, ``reference`` or ``file``; ``line`` and ``col`` are
 1-based. Sites come in the order the files were processed, then by position.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from vjpify.transformer.diagnostics import ERROR, REWRITTEN, SKIPPED, FileResult, Site
+from vjpify.transformer.diagnostics import ERROR, LEFT_UNCHANGED, REWRITTEN, SKIPPED, FileResult, Site
 
 
 # The totals the JSON report gives.
@@ -56,7 +57,7 @@ class Summary:
       self.outputs_up_to_date += result.up_to_date
     for site in result.sites:
       self.sites_rewritten += site.action == REWRITTEN
-      self.sites_skipped += site.action == SKIPPED
+      self.sites_skipped += site.action in LEFT_UNCHANGED
       self.errors += site.action == ERROR
     self.sites.extend(result.sites)
 

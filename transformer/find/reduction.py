@@ -30,7 +30,7 @@ import dataclasses
 import itertools
 import re
 
-from vjpify.transformer.find.targets import GRAD_NAMES, HELPER_ALIAS_PREFIX, RUNTIME_HELPERS, VJP_ALIAS_PREFIX
+from vjpify.transformer.find.targets import GRAD_NAMES, HELPER_ALIAS_PREFIX, JAX_NAMES, RUNTIME_HELPERS, VJP_ALIAS_PREFIX
 
 # Words that keep a definition whole where they appear in a string that may
 # be an annotation: the words of sites and of every name the pass may emit.
@@ -41,7 +41,7 @@ _KEEP_WORDS = re.compile(r'grad|vjp|compiled')
 # must see wherever the file binds or reads it.
 _KEEP_NAME = re.compile(
     f'(?:(?:{HELPER_ALIAS_PREFIX}|{VJP_ALIAS_PREFIX})_)?'
-    f'(?:{"|".join(sorted({*GRAD_NAMES, "vjp", *RUNTIME_HELPERS}))})'
+    f'(?:{"|".join(sorted({*GRAD_NAMES, *JAX_NAMES, "vjp", *RUNTIME_HELPERS}))})'
     r'(?:_\d+)?')
 _LINE = re.compile(r'[^\r\n]*(?:\r\n|\n)|[^\r\n]+\Z')
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -181,7 +181,10 @@ class _Reducer:
         continue
       first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
       if self._must_keep(node):
-        self.reduce(node.body)
+        # The defs nested in a function that is kept may be what a jax
+        # transform there differentiates: the pass reads their bodies.
+        if isinstance(node, ast.ClassDef):
+          self.reduce(node.body)
       else:
         self._stub(node, first)
 

@@ -1,0 +1,80 @@
+"""What vjpify says about the jax transforms over bound Modules it finds,
+as data: each reason's stable code (the VJ3xx range) with its text.
+
+The texts follow a site's callee (``jax.grad(...) ``) in a diagnostic; a
+text with ``{names}`` or ``{attribute}`` is filled in per site. Every
+message is made by :func:`message`, so that the codes can be shown with the
+messages, or matched to suppressions, from this one table.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class LiftReason(enum.Enum):
+  """Why a jax transform over a bound Module was reported, or left
+  unchanged under ``--lift-jax-transforms``; the value is the code."""
+
+  REPORTED = 'VJ301'
+  UNLIFTED_TRANSFORM = 'VJ302'
+  DRAWS_RNG = 'VJ303'
+  PARTIAL_ARGNUMS = 'VJ304'
+  CAPTURES_LOCALS = 'VJ305'
+  ARGUMENT_FORM = 'VJ306'
+  NOT_APPLIED = 'VJ307'
+  SHARED_FUNCTION = 'VJ308'
+  NOT_A_METHOD = 'VJ309'
+  SIGNATURE = 'VJ310'
+
+  @property
+  def code(self) -> str:
+    return self.value
+
+
+TEXTS: dict[LiftReason, str] = {
+    LiftReason.REPORTED: (
+        'is a jax transform over a bound Module, which breaks with mutable collections and on older '
+        'flax; left unchanged; lift it to nn.vjp with --lift-jax-transforms'),
+    LiftReason.UNLIFTED_TRANSFORM: (
+        'is a jax transform over a bound Module that vjpify cannot lower to nn.vjp; left unchanged; '
+        'use flax.linen\'s own transform (nn.jvp, nn.vjp) by hand'),
+    LiftReason.DRAWS_RNG: (
+        'is a jax transform over a bound Module whose function draws random numbers (make_rng), and '
+        'lifted it could draw them from other streams; left unchanged; draw the key outside the '
+        'function and pass it in'),
+    LiftReason.PARTIAL_ARGNUMS: (
+        'is a jax transform over a bound Module that differentiates only some of its arguments '
+        '(argnums), and lifted it would trace the others too (a non-array argument would break); '
+        'left unchanged; close over the other arguments, or give argnums as a literal naming every one'),
+    LiftReason.CAPTURES_LOCALS: (
+        'is a jax transform over a bound Module whose function uses {names} from the method around it, '
+        'which may be a submodule bound outside the lifted scope (its updates would be lost); '
+        'left unchanged; reach it through self or pass it in as an argument'),
+    LiftReason.ARGUMENT_FORM: (
+        'is a jax transform over a bound Module called with arguments nn.vjp cannot pass on as they '
+        'are (keywords other than argnums and has_aux, unpacking, or a has_aux that is not a name or '
+        'True/False); left unchanged; pass the primals positionally'),
+    LiftReason.NOT_APPLIED: (
+        'is a jax transform over a bound Module that is not called at once, nor stored in a name that '
+        'is called once in the same function; left unchanged; call it where it is made'),
+    LiftReason.SHARED_FUNCTION: (
+        'is a jax transform over a bound Module whose function {names} is decorated or used elsewhere '
+        'too, and lifting it adds a module parameter; left unchanged; give the transform a function '
+        'of its own'),
+    LiftReason.NOT_A_METHOD: (
+        'is a jax transform over {attribute}, which is not a method defined in this class, so vjpify '
+        'cannot tell a method from a submodule; left unchanged; pass a lambda that calls it'),
+    LiftReason.SIGNATURE: (
+        "is a jax transform over a bound Module whose function's parameters do not take the arguments "
+        'one by one (defaults, *args, keywords or another count); left unchanged; give it one '
+        'positional parameter per argument'),
+}
+
+# What a lifted site's diagnostic says.
+LIFTED = 'over a bound Module lifted to explicit nn.vjp'
+
+
+def message(reason: LiftReason, spelled: str, **fields: str) -> str:
+  """The diagnostic's text for a site whose callee is ``spelled``."""
+  return f'{spelled}(...) {TEXTS[reason].format(**fields)}'
