@@ -21,7 +21,7 @@ import libcst as cst
 
 from vjpify.transformer.find.lift_sites import LiftSite
 from vjpify.transformer.find.targets import VJP_KEYWORDS
-from vjpify.transformer.rewrite.nodes import append_keywords, new_keyword
+from vjpify.transformer.rewrite.nodes import append_keywords, new_keyword, separator_of
 
 _SPACE = cst.SimpleWhitespace(' ')
 _NO_SPACE = cst.SimpleWhitespace('')
@@ -77,10 +77,27 @@ def lifted_call(site: LiftSite, made: cst.Call, applied: cst.Call, spelling: Lif
     extra = [*has_aux, *extra]
     args = [cst.Arg(fn, comma=_comma()), module, *applied.args]
     before = applied.whitespace_before_args
+    if (isinstance(made.whitespace_before_args, cst.ParenthesizedWhitespace)
+        and not isinstance(before, cst.ParenthesizedWhitespace)):
+      # The transform's arguments were laid out a line each: so are the new ones.
+      before = made.whitespace_before_args
+      separator = separator_of(made.args, before)
+      args = [cst.Arg(fn, comma=separator), module.with_changes(comma=separator),
+              *(a.with_changes(comma=separator) for a in applied.args[:-1]), applied.args[-1]]
+      return _extracted(site, made, applied, spelling, cst.Call(
+          func=spelling.vjp, args=append_keywords(args, before, extra, separator=separator),
+          whitespace_before_args=before))
   if hang is not None:
     before = cst.ParenthesizedWhitespace(indent=False, last_line=cst.SimpleWhitespace(hang))
   vjp_call = cst.Call(func=spelling.vjp, args=append_keywords(args, before, extra, own_line),
                       whitespace_before_args=before)
+  return _extracted(site, made, applied, spelling, vjp_call)
+
+
+def _extracted(site: LiftSite, made: cst.Call, applied: cst.Call, spelling: LiftSpelling,
+               vjp_call: cst.Call) -> cst.Call:
+  """``vjp_call`` handed to the helper that shapes its result, with the
+  site's ``argnums``."""
   outer_args = [cst.Arg(vjp_call)]
   if site.argnums is not None:
     argnums = next((a for a in made.args if a.keyword is not None and a.keyword.value == 'argnums'), made.args[-1])
