@@ -11,7 +11,8 @@ The report is one object::
 
 ``action`` is ``rewritten``, ``skipped``, ``reported`` (left unchanged, and
 not failing ``--strict``) or ``error``; ``kind`` is ``grad``,
-``value_and_grad``, ``reference`` or ``file``; ``line`` and ``col`` are
+``value_and_grad``, ``reference``, ``file``, or ``jax.grad``,
+``jax.value_and_grad`` or ``jax.vjp``; ``line`` and ``col`` are
 1-based. Sites come in the order the files were processed, then by position.
 """
 

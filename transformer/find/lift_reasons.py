@@ -26,6 +26,7 @@ class LiftReason(enum.Enum):
   SHARED_FUNCTION = 'VJ308'
   NOT_A_METHOD = 'VJ309'
   SIGNATURE = 'VJ310'
+  NESTED = 'VJ311'
 
   @property
   def code(self) -> str:
@@ -69,6 +70,10 @@ TEXTS: dict[LiftReason, str] = {
         "is a jax transform over a bound Module whose function's parameters do not take the arguments "
         'one by one (defaults, *args, keywords or another count); left unchanged; give it one '
         'positional parameter per argument'),
+    LiftReason.NESTED: (
+        'is a jax transform over a bound Module nested in another one, or with another one nested in '
+        'it, and the lifted forms would pass each other the wrong module; left unchanged; lift them '
+        'by hand with nn.vjp'),
 }
 
 # What a lifted site's diagnostic says.

@@ -12,6 +12,7 @@ node, on the updated nodes, so that the user's expressions are kept.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable
 
@@ -63,16 +64,32 @@ class Lifter:
     """Finds the sites among ``calls`` and plans their edits, before the
     walk reaches any node they change (a nested def precedes its site)."""
     for call in calls:
-      self._plan(call)
+      transform = jax_transform_of(call.func, self._metadata)
+      site = find_lift_site(call, transform, self._metadata, self._classes) if transform else None
+      if site is not None:
+        self._sites[call] = site
+    nested = self._nested()
+    for call, site in self._sites.items():
+      if call in nested and site.problem is None:
+        site = self._sites[call] = dataclasses.replace(site, problem=LiftReason.NESTED)
+      self._plan(call, site)
 
-  def _plan(self, node: cst.Call) -> None:
-    transform = jax_transform_of(node.func, self._metadata)
-    if transform is None:
-      return
-    site = find_lift_site(node, transform, self._metadata, self._classes)
-    if site is None:
-      return
-    self._sites[node] = site
+  def _nested(self) -> set[cst.Call]:
+    """The sites inside another site's call or function, and those others."""
+    spans = {call: {call, *(site.applied, site.function.node if site.function else None)} - {None}
+             for call, site in self._sites.items()}
+    found = set()
+    for call in self._sites:
+      node = self._metadata.parent_of(call)
+      while node is not None:
+        outer = next((other for other, span in spans.items() if node in span and other is not call), None)
+        if outer is not None:
+          found |= {call, outer}
+        node = self._metadata.parent_of(node)
+    return found
+
+  def _plan(self, node: cst.Call, site: LiftSite) -> None:
+    transform = site.transform
     if site.problem or not self._settings.lift_jax_transforms or self._requested(node):
       return
     scope: Scope = self._metadata.scope_of(node)
