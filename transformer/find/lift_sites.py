@@ -22,7 +22,7 @@ import libcst as cst
 from libcst.metadata import ClassScope, GlobalScope
 
 from vjpify.transformer.find.lift_reasons import LiftReason
-from vjpify.transformer.find.lifted_functions import LiftedFunction, lifted_function
+from vjpify.transformer.find.lifted_functions import LiftedFunction, draws_rng, lifted_function, subtree
 from vjpify.transformer.find.metadata import Metadata
 from vjpify.transformer.find.module_classes import ModuleClasses
 from vjpify.transformer.find.sites import enclosing_class
@@ -168,13 +168,13 @@ def find_lift_site(made: cst.Call, transform: str, metadata: Metadata, classes: 
   site = LiftSite(transform, made, module, fn, function=function)
   if transform in JAX_UNLIFTED:
     problem = LiftReason.UNLIFTED_TRANSFORM
-  problem, more = (problem, {}) if problem else _problem(site, positional, keywords, starred, metadata)
+  problem, more = (problem, {}) if problem else _problem(site, positional, keywords, starred)
   fields.update(more)
   site = _applied(site, positional, keywords, metadata)
   if problem is None and site.applied is None:
     problem = LiftReason.NOT_APPLIED
   if problem is None:
-    problem, more = _application_problem(site, method, cls, metadata)
+    problem, more = _application_problem(site, cls)
     fields.update(more)
   return dataclasses.replace(site, problem=problem, fields=tuple(fields.items()))
 
@@ -195,8 +195,8 @@ def _applied(site: LiftSite, positional: list[cst.Arg], keywords: dict[str, cst.
   return dataclasses.replace(site, applied=stored[0], stored=stored[1])
 
 
-def _problem(site: LiftSite, positional: list[cst.Arg], keywords: dict[str, cst.Arg], starred: bool,
-             metadata: Metadata) -> tuple[LiftReason | None, dict[str, str]]:
+def _problem(site: LiftSite, positional: list[cst.Arg], keywords: dict[str, cst.Arg],
+             starred: bool) -> tuple[LiftReason | None, dict[str, str]]:
   """What rules out lifting, read from the transform's own call."""
   allowed = {*JAX_KEYWORDS[site.transform]}
   if site.transform != 'jax.vjp' and len(positional) > 2:
@@ -222,14 +222,11 @@ def _argnums(argnums: cst.Arg | None) -> tuple[int, ...] | None:
   return None
 
 
-def _application_problem(site: LiftSite, method: cst.FunctionDef, cls: cst.ClassDef,
-                         metadata: Metadata) -> tuple[LiftReason | None, dict[str, str]]:
+def _application_problem(site: LiftSite, cls: cst.ClassDef) -> tuple[LiftReason | None, dict[str, str]]:
   """What rules out lifting, read from the call that applies the transform
   and from the function it differentiates."""
   if site.transform == 'jax.vjp':
     primals = site.primals
-    if any(a.keyword is not None and a.keyword.value != 'has_aux' for a in site.made.args):
-      return LiftReason.ARGUMENT_FORM, {}
   else:
     positional, keywords, starred = _arguments(site.applied)
     if starred or keywords:
@@ -242,9 +239,7 @@ def _application_problem(site: LiftSite, method: cst.FunctionDef, cls: cst.Class
   function = site.function
   if function is None:
     bound = next(s for s in cls.body.body if isinstance(s, cst.FunctionDef) and s.name.value == site.fn.attr.value)
-    if _draws_rng(bound):
-      return LiftReason.DRAWS_RNG, {}
-    return None, {}
+    return (LiftReason.DRAWS_RNG if draws_rng(subtree(bound)) else None), {}
   if function.draws_rng:
     return LiftReason.DRAWS_RNG, {}
   if function.captured:
@@ -254,17 +249,4 @@ def _application_problem(site: LiftSite, method: cst.FunctionDef, cls: cst.Class
   if function.arity != len(primals):
     return LiftReason.SIGNATURE, {}
   return None, {}
-
-
-def _draws_rng(node: cst.CSTNode) -> bool:
-  found = []
-
-  class _Find(cst.CSTVisitor):
-
-    def visit_Attribute(self, attribute: cst.Attribute) -> None:
-      if attribute.attr.value == 'make_rng':
-        found.append(attribute)
-
-  node.visit(_Find())
-  return bool(found)
 

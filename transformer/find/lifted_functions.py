@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import libcst as cst
 from libcst.metadata import GlobalScope, Scope
 
 from vjpify.transformer.find.metadata import Metadata
 from vjpify.transformer.find.module_classes import ModuleClasses
-from vjpify.transformer.find.targets import LIFTED_MODULE_PARAMETER
+from vjpify.transformer.find.targets import LIFTED_MODULE_PARAMETER, RNG_METHOD
 
 # Where a Module class's qualified name starts: nn.Dense, nn.BatchNorm, ...
 _LINEN = 'flax.linen.'
@@ -38,10 +38,16 @@ class LiftedFunction:
   arity: int
 
 
-def _subtree(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+def subtree(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+  """``node`` and every node below it, in source order."""
   yield node
   for child in node.children:
-    yield from _subtree(child)
+    yield from subtree(child)
+
+
+def draws_rng(nodes: Iterable[cst.CSTNode]) -> bool:
+  """Whether any of ``nodes`` calls for random numbers by name (``make_rng``)."""
+  return any(isinstance(n, cst.Attribute) and n.attr.value == RNG_METHOD for n in nodes)
 
 
 def _outer_scopes(scope: Scope | None) -> set[Scope]:
@@ -96,7 +102,7 @@ def lifted_function(node: cst.Lambda | cst.FunctionDef, fn: cst.BaseExpression,
   """What ``node``, the function ``fn`` names, does; None when it uses no
   ``self`` and creates no submodule, so that the transform is not over a
   bound Module."""
-  nodes = list(_subtree(node))
+  nodes = list(subtree(node))
   inside = set(nodes)
   renames = frozenset(n for n in nodes if is_self(n))
   creates = any(isinstance(n, cst.Call) and _creates_module(n, metadata, classes) for n in nodes)
@@ -112,9 +118,8 @@ def lifted_function(node: cst.Lambda | cst.FunctionDef, fn: cst.BaseExpression,
       if any(a.scope in outer for a in access.referents):
         captured[metadata.code_for(access.node)] = None
   names = {n.value for n in nodes if isinstance(n, cst.Name)}
-  draws_rng = any(isinstance(n, cst.Attribute) and n.attr.value == 'make_rng' for n in nodes)
   shared = isinstance(node, cst.FunctionDef) and _shared(node, fn, metadata)
   ordered = tuple(sorted(captured, key=lambda name: min(
       (metadata.range_of(n).start.line, metadata.range_of(n).start.column)
       for n in nodes if isinstance(n, cst.Name) and n.value == name and metadata.range_of(n))))
-  return LiftedFunction(node, renames, _parameter(names), ordered, draws_rng, shared, _arity(node.params))
+  return LiftedFunction(node, renames, _parameter(names), ordered, draws_rng(nodes), shared, _arity(node.params))

@@ -30,18 +30,20 @@ import dataclasses
 import itertools
 import re
 
-from vjpify.transformer.find.targets import GRAD_NAMES, HELPER_ALIAS_PREFIX, JAX_NAMES, RUNTIME_HELPERS, VJP_ALIAS_PREFIX
+from vjpify.transformer.find.targets import (
+    GRAD_NAMES, HELPER_ALIAS_PREFIX, JAX_NAMES, RNG_METHOD, RUNTIME_HELPERS, VJP_ALIAS_PREFIX)
 
 # Words that keep a definition whole where they appear in a string that may
 # be an annotation: the words of sites and of every name the pass may emit.
 _KEEP_WORDS = re.compile(r'grad|vjp|compiled')
 # Identifiers that keep a definition whole: the names of flax's grad
-# transforms, which sites and references to them spell, and every name the
+# transforms and of jax's, which sites and references to them spell, make_rng
+# (which rules out lifting a bound method that calls it), and every name the
 # import planner may choose (see ``ImportPlanner._import_name``), which it
 # must see wherever the file binds or reads it.
 _KEEP_NAME = re.compile(
     f'(?:(?:{HELPER_ALIAS_PREFIX}|{VJP_ALIAS_PREFIX})_)?'
-    f'(?:{"|".join(sorted({*GRAD_NAMES, *JAX_NAMES, "vjp", *RUNTIME_HELPERS}))})'
+    f'(?:{"|".join(sorted({*GRAD_NAMES, *JAX_NAMES, RNG_METHOD, "vjp", *RUNTIME_HELPERS}))})'
     r'(?:_\d+)?')
 _LINE = re.compile(r'[^\r\n]*(?:\r\n|\n)|[^\r\n]+\Z')
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)

@@ -77,6 +77,9 @@ JAX_NAMES = frozenset(name.rsplit('.', 1)[1] for name in (*JAX_TRANSFORMS, *JAX_
 # The parameter that takes the module in a lifted function (``lambda mdl, r:``),
 # or mdl_2, mdl_3, ... where the function uses that name.
 LIFTED_MODULE_PARAMETER = 'mdl'
+# The Module method that draws random numbers: a function that calls it is
+# not lifted, and a definition that names it is read whole.
+RNG_METHOD = 'make_rng'
 
 RUNTIME_HELPERS = frozenset({*EXTRACTION_HELPER.values(), KWARGS_HELPER, REDUCE_AXES_HELPER, COMPILE_HELPER,
                              *JAX_EXTRACTION_HELPER.values()})
