@@ -139,6 +139,33 @@ def test_the_build_reads_the_projects_configuration(backend, tmp_path):
   assert 'vjpify: 3 files scanned, 1 changed, 1 site rewritten, 1 skipped, 0 errors' in result.stdout
 
 
+_JAX_MODEL = '''\
+import flax.linen as nn
+import jax
+
+
+class Field(nn.Module):
+
+  def setup(self):
+    self.dense = nn.Dense(1)
+
+  def __call__(self, r):
+    return jax.grad(lambda r: self.dense(r).sum())(r)
+'''
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_the_build_lifts_jax_transforms_when_configured(backend, tmp_path):
+  project = user_project(tmp_path / 'project', backend)
+  with open(project / 'pyproject.toml', 'a', encoding='utf-8') as f:
+    f.write('\n[tool.vjpify]\nlift-jax-transforms = true\n')
+  (project / 'src/userpkg/field.py').write_text(_JAX_MODEL)
+  result, wheel = build_wheel(project, tmp_path / 'wheels')
+  assert wheel is not None, result.stdout
+  assert _wheel_file(wheel, 'userpkg/field.py') == transform_source(
+      _JAX_MODEL, 'field.py', lift_jax_transforms=True).code != _JAX_MODEL
+
+
 @pytest.mark.parametrize('backend', BACKENDS)
 def test_strict_configuration_fails_the_build_on_a_site_left_unchanged(backend, tmp_path):
   project = user_project(tmp_path / 'project', backend)
