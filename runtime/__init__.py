@@ -8,6 +8,8 @@ jax and flax, never libcst.
 from vjpify.runtime.arguments import vjp_kwargs
 from vjpify.runtime.compiled import compiled, explain
 from vjpify.runtime.gradients import grad_from_vjp, value_and_grad_from_vjp
+from vjpify.runtime.jax_gradients import jax_grad_from_vjp, jax_value_and_grad_from_vjp, jax_vjp_from_vjp
 from vjpify.runtime.reduce_axes import vjp_with_reduce_axes
 
-__all__ = ['compiled', 'explain', 'grad_from_vjp', 'value_and_grad_from_vjp', 'vjp_kwargs', 'vjp_with_reduce_axes']
+__all__ = ['compiled', 'explain', 'grad_from_vjp', 'jax_grad_from_vjp', 'jax_value_and_grad_from_vjp', 'jax_vjp_from_vjp',
+           'value_and_grad_from_vjp', 'vjp_kwargs', 'vjp_with_reduce_axes']

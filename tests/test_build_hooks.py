@@ -22,6 +22,7 @@ import pytest
 from install_support import (
     BACKENDS, ROOT, RUN_USER_MODEL, USER_MODEL, USER_SKIPPED, build_wheel, clean_copy, environment, path_without,
     pip_install, run, user_project, with_python_path)
+from test_lift_fixtures import SOURCE as JAX_MODEL
 
 from vjpify.transformer import transform_source
 
@@ -138,6 +139,18 @@ def test_the_build_reads_the_projects_configuration(backend, tmp_path):
   assert _wheel_file(wheel, 'userpkg/model.py') == transform_source(USER_MODEL, 'model.py', jit=False).code
   assert _wheel_file(wheel, 'userpkg/generated.py') == USER_MODEL
   assert 'vjpify: 3 files scanned, 1 changed, 1 site rewritten, 1 skipped, 0 errors' in result.stdout
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_the_build_lifts_jax_transforms_when_configured(backend, tmp_path):
+  project = user_project(tmp_path / 'project', backend)
+  with open(project / 'pyproject.toml', 'a', encoding='utf-8') as f:
+    f.write('\n[tool.vjpify]\nlift-jax-transforms = true\n')
+  (project / 'src/userpkg/field.py').write_text(JAX_MODEL)
+  result, wheel = build_wheel(project, tmp_path / 'wheels')
+  assert wheel is not None, result.stdout
+  assert _wheel_file(wheel, 'userpkg/field.py') == transform_source(
+      JAX_MODEL, 'field.py', lift_jax_transforms=True).code != JAX_MODEL
 
 
 @pytest.mark.parametrize('backend', BACKENDS)

@@ -4,7 +4,8 @@ Each ``fixtures/<group>/<case>/`` holds ``input.py``, ``expected.py`` (absent
 when the file must come out byte for byte unchanged) and ``warnings.txt`` (the
 exact diagnostics, one per line; absent when none are expected), and
 ``options.txt`` (command-line options for the case, such as ``--no-jit``;
-absent for the defaults). The exec group belongs to the behavioural tests
+absent for the defaults; a group's own ``options.txt`` applies to each of
+its cases first). The exec group belongs to the behavioural tests
 and is not read here.
 
 Run with ``VJPIFY_OVERWRITE=1`` to regenerate the golden files from the
@@ -78,11 +79,16 @@ def _overwrite(case: pathlib.Path, source: str, code: str, diagnostics: list[str
     warnings.unlink(missing_ok=True)
 
 
+def case_flags(case: pathlib.Path) -> list[str]:
+  """The command-line options of a case: its group's ``options.txt``, then its own."""
+  return [flag for options in (case.parent / 'options.txt', case / 'options.txt') if options.exists()
+          for flag in _read(options).split()]
+
+
 def _settings(case: pathlib.Path) -> Settings:
   """The settings that the case's command-line options stand for, built as
   the command line builds them."""
-  flags = _read(case / 'options.txt').split() if (case / 'options.txt').exists() else []
-  return Settings.from_args(argument_parser().parse_args([*flags, INPUT_PATH]))
+  return Settings.from_args(argument_parser().parse_args([*case_flags(case), INPUT_PATH]))
 
 
 @pytest.mark.parametrize('case', _cases())

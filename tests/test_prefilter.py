@@ -91,6 +91,9 @@ def test_project_results_do_not_depend_on_the_prefilter(path):
     pytest.param('import flax\nnn = flax.linen\nnn.grad\n', id='rebound-by-assignment'),
     pytest.param('import flax\nnn = flax.linen\nm = nn\nm.grad\n', id='rebound-twice'),
     pytest.param('from flax.linen import *\ngrad\n', id='star'),
+    pytest.param('import jax, flax\njax.grad(f)\n', id='jax-grad'),
+    pytest.param('import flax\nfrom jax import vjp\n', id='from-jax-import-vjp'),
+    pytest.param('import flax\nimport jax as j\nj.jacfwd(f)\n', id='jax-alias-jacfwd'),
     pytest.param('import flax\ngrad(\n', id='syntax-error'),
     pytest.param('import flax\nx = "grad\0"\n', id='nul'),
 ])
@@ -101,7 +104,8 @@ def test_candidates(code):
 
 @pytest.mark.parametrize('code', [
     pytest.param('import os\n', id='no-words'),
-    pytest.param('import jax, flax\njax.grad(f)\n', id='jax-grad'),
+    pytest.param('import jax, flax\njax.jit(f)\n', id='jax-jit'),
+    pytest.param('import jax\njax.grad(f)\n', id='jax-grad-without-flax'),
     pytest.param('import flax\nfrom flax.nnx import grad\ngrad(f)\n', id='nnx-grad'),
     pytest.param('from flax.core import lift\nimport flax\nlift.value_and_grad\n', id='core-lift'),
     pytest.param('from .transforms import grad\nimport flax\ngrad\n', id='relative-import'),

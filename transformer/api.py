@@ -57,7 +57,7 @@ def _settings(settings: Settings | None, **given) -> Settings:
 
 
 def transform_source(code: str, path: str = '<string>', *, jit: bool | None = None,
-                     settings: Settings | None = None) -> TransformResult:
+                     settings: Settings | None = None, lift_jax_transforms: bool | None = None) -> TransformResult:
   """Rewrites every provably safe site in ``code``.
 
   Note that sites the pass cannot prove safe are left byte for byte as they
@@ -75,6 +75,9 @@ def transform_source(code: str, path: str = '<string>', *, jit: bool | None = No
     settings: the run's settings (``module_bases`` and the others); by
       default, the defaults. Configuration is not read unless asked for:
       pass ``settings_for(path)``.
+    lift_jax_transforms: lift ``jax.grad``, ``jax.value_and_grad`` and
+      ``jax.vjp`` over bound Modules to ``nn.vjp`` code, rather than only
+      report them. None: ``settings.lift_jax_transforms``.
 
   Returns:
     A :class:`TransformResult`.
@@ -82,11 +85,11 @@ def transform_source(code: str, path: str = '<string>', *, jit: bool | None = No
   Raises:
     TransformError: ``code`` does not parse, or the rewrite does not compile.
   """
-  return _parsed(transform_text(code, path, _settings(settings, jit=jit)), path)
+  return _parsed(transform_text(code, path, _settings(settings, jit=jit, lift_jax_transforms=lift_jax_transforms)), path)
 
 
 def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool | None = None,
-                    settings: Settings | None = None) -> FileResult:
+                    settings: Settings | None = None, lift_jax_transforms: bool | None = None) -> FileResult:
   """Rewrites the contents of a Python file given as bytes.
 
   Note that the file is decoded as Python decodes it (BOM, coding
@@ -98,6 +101,7 @@ def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool | None = No
     path: as for :func:`transform_source`.
     jit: as for :func:`transform_source`.
     settings: as for :func:`transform_source`.
+    lift_jax_transforms: as for :func:`transform_source`.
 
   Returns:
     A :class:`FileResult`; nothing is written.
@@ -106,11 +110,11 @@ def transform_bytes(data: bytes, path: str = '<bytes>', *, jit: bool | None = No
     TransformError: ``data`` is not decodable Python source, does not parse,
       or the rewrite does not compile.
   """
-  return _parsed(transform_data(data, path, _settings(settings, jit=jit)), path)
+  return _parsed(transform_data(data, path, _settings(settings, jit=jit, lift_jax_transforms=lift_jax_transforms)), path)
 
 
 def transform_file(path: str, *, write: bool = False, jit: bool | None = None,
-                   settings: Settings | None = None) -> FileResult:
+                   settings: Settings | None = None, lift_jax_transforms: bool | None = None) -> FileResult:
   """Rewrites one Python file, in place if ``write``.
 
   Note that the file is replaced atomically (a temporary file in the same
@@ -121,6 +125,7 @@ def transform_file(path: str, *, write: bool = False, jit: bool | None = None,
     write: write the result back to ``path``.
     jit: as for :func:`transform_source`.
     settings: as for :func:`transform_source`.
+    lift_jax_transforms: as for :func:`transform_source`.
 
   Returns:
     A :class:`FileResult`; ``destination`` is ``path`` if it was written.
@@ -132,7 +137,7 @@ def transform_file(path: str, *, write: bool = False, jit: bool | None = None,
     data = read_source(path)
   except SourceProblem as problem:
     raise file_error(path, problem) from None
-  result = _parsed(transform_data(data, path, _settings(settings, jit=jit)), path)
+  result = _parsed(transform_data(data, path, _settings(settings, jit=jit, lift_jax_transforms=lift_jax_transforms)), path)
   if write and result.changed:
     try:
       write_atomically(path, result.code)
@@ -153,6 +158,7 @@ def transform_tree(
     jit: bool | None = None,
     settings: Settings | None = None,
     respect_gitignore: bool | None = None,
+    lift_jax_transforms: bool | None = None,
 ) -> list[FileResult]:
   """Transforms every ``*.py`` file under ``paths``.
 
@@ -183,6 +189,7 @@ def transform_tree(
       ``extend_exclude`` apply to the folder walks.
     respect_gitignore: skip what ``.gitignore`` files ignore in folders; None:
       ``settings.respect_gitignore`` (True by default).
+    lift_jax_transforms: as for :func:`transform_source`.
 
   Returns:
     One :class:`FileResult` per Python file, in walk order.
@@ -194,7 +201,7 @@ def transform_tree(
   if write and out_dir is not None:
     raise ValueError('write=True and out_dir both given; choose one')
   settings = _settings(settings, jit=jit, exclude=None if exclude is None else tuple(exclude), jobs=jobs,
-                       respect_gitignore=respect_gitignore)
+                       respect_gitignore=respect_gitignore, lift_jax_transforms=lift_jax_transforms)
   tasks = plan(paths, out_dir=out_dir, write=write or out_dir is not None,
                exclude=settings.exclude, copy_other_files=copy_other_files,
                default_exclude=settings.default_exclude, extend_exclude=settings.extend_exclude,

@@ -8,7 +8,8 @@ its number unused. The hundreds say what kind of reason it is:
 - ``VJ0xx``: a file vjpify could not read, decode, parse or write (an error);
 - ``VJ1xx``: a configuration vjpify cannot use (an error; the run stops);
 - ``VJ2xx``: an ``nn.grad`` / ``nn.value_and_grad`` site left unchanged;
-- ``VJ3xx``: reserved for ``jax.grad`` / ``jax.vjp`` sites;
+- ``VJ3xx``: a ``jax.grad`` / ``jax.value_and_grad`` / ``jax.vjp`` over a
+  bound Module, reported or left unchanged (``docs/jax-transforms.md``);
 - ``VJ9xx``: sites left unchanged at the user's request, and rewrites.
 
 The table of ``docs/diagnostics.md`` is :func:`table_markdown`;
@@ -88,6 +89,28 @@ TABLE: tuple[Code, ...] = (
          '`reduce_axes` next to a `**mapping` that may repeat it'),
     Code('VJ211', 'fn-or-mdl-count', LEFT_UNCHANGED, '`fn` or `mdl` missing or passed twice'),
     Code('VJ212', 'reference', LEFT_UNCHANGED, 'the transform is named without being called'),
+    Code('VJ301', 'jax-transform-reported', LEFT_UNCHANGED,
+         'a jax transform over a bound Module, reported and left as it is (lift it with --lift-jax-transforms)'),
+    Code('VJ302', 'jax-transform-not-lowered', LEFT_UNCHANGED,
+         'a jax transform over a bound Module that vjpify cannot lower to nn.vjp (jacfwd, jvp, ...)'),
+    Code('VJ303', 'jax-transform-draws-rng', LEFT_UNCHANGED,
+         'the transformed function draws random numbers, which lifted could come from other streams'),
+    Code('VJ304', 'jax-transform-partial-argnums', LEFT_UNCHANGED,
+         'argnums differentiates only some arguments, and lifted the others would be traced too'),
+    Code('VJ305', 'jax-transform-captures-locals', LEFT_UNCHANGED,
+         'the transformed function uses locals of the method around it, maybe submodules bound outside'),
+    Code('VJ306', 'jax-transform-argument-form', LEFT_UNCHANGED,
+         'the transform is called with arguments nn.vjp cannot pass on as they are'),
+    Code('VJ307', 'jax-transform-not-applied', LEFT_UNCHANGED,
+         'the transform is neither called at once nor stored in a name called once in the same function'),
+    Code('VJ308', 'jax-transform-shared-function', LEFT_UNCHANGED,
+         'the transformed function is decorated or used elsewhere, and lifting adds a parameter to it'),
+    Code('VJ309', 'jax-transform-not-a-method', LEFT_UNCHANGED,
+         'the transformed attribute is not a method defined in the class'),
+    Code('VJ310', 'jax-transform-signature', LEFT_UNCHANGED,
+         "the transformed function's parameters do not take the arguments one by one"),
+    Code('VJ311', 'jax-transform-nested', LEFT_UNCHANGED,
+         'a jax transform over a bound Module nested in another one'),
     Code('VJ901', 'skip-comment', REQUESTED, 'the line is marked `# vjpify: skip`'),
     Code('VJ902', 'skip-file-comment', REQUESTED, 'the file is marked `# vjpify: skip-file`'),
     Code('VJ903', 'skip-code-comment', REQUESTED,
@@ -95,6 +118,7 @@ TABLE: tuple[Code, ...] = (
     Code('VJ990', 'rewritten', REWRITE, 'the call was rewritten to explicit nn.vjp'),
     Code('VJ991', 'rewritten-reduce-axes', REWRITE,
          'the call was rewritten, with `reduce_axes` kept through the runtime helper'),
+    Code('VJ992', 'lifted', REWRITE, 'a jax transform over a bound Module was lifted to explicit nn.vjp'),
 )
 
 BY_CODE: dict[str, Code] = {entry.code: entry for entry in TABLE}

@@ -15,6 +15,12 @@ from vjpify.transformer import codes
 REWRITTEN = 'rewritten'
 SKIPPED = 'skipped'
 ERROR = 'error'
+# A site left unchanged that is only reported: a jax transform over a bound
+# Module, lifted on request (--lift-jax-transforms); --strict does not fail
+# on it unless strict-jax-transforms asks.
+REPORTED = 'reported'
+# The actions of sites left unchanged.
+LEFT_UNCHANGED = (SKIPPED, REPORTED)
 
 # The kind of a site that is the file itself (unreadable, does not parse, ...).
 FILE = 'file'
@@ -30,8 +36,10 @@ class Site:
   ``line`` and ``column`` are 1-based, as compilers print them, or both
   None for a problem with the file as a whole (it cannot be read, say).
   ``kind`` is ``grad``, ``value_and_grad``, ``reference`` (named but not
-  called) or ``file`` (the file itself, for example a syntax error).
-  ``code`` is the reason's stable code (``vjpify.transformer.codes``).
+  called) or ``file`` (the file itself, for example a syntax error);
+  ``jax.grad``, ``jax.value_and_grad`` or ``jax.vjp`` for a jax transform
+  over a bound Module. ``code`` is the reason's stable code
+  (``vjpify.transformer.codes``).
   """
 
   path: str
@@ -65,8 +73,8 @@ class Site:
   @property
   def left_unchanged(self) -> bool:
     """Whether the site was left unchanged for a reason of vjpify's own:
-    what ``--strict`` fails on."""
-    return codes.kind(self.code) == codes.LEFT_UNCHANGED
+    what ``--strict`` fails on (a site only reported does not)."""
+    return self.action == SKIPPED and codes.kind(self.code) == codes.LEFT_UNCHANGED
 
   def as_dict(self) -> dict[str, object]:
     """The site as the JSON report gives it."""

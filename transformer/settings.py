@@ -42,6 +42,11 @@ class Settings(NamedTuple):
   are not reported and do not fail ``--strict`` (the ``ignore`` key,
   ``--ignore``; prefixes already expanded). ``cache``: keep results between
   runs for files that have not changed (``--no-cache``; see ``engine.cache``).
+  ``lift_jax_transforms``: lift jax.grad, jax.value_and_grad and jax.vjp
+  over bound Modules to nn.vjp code, rather than only report them
+  (``--lift-jax-transforms``). ``strict_jax_transforms``: under ``strict``,
+  a jax transform reported and left unchanged fails the run too
+  (``--strict-jax-transforms``).
   """
 
   jit: bool = True
@@ -55,6 +60,8 @@ class Settings(NamedTuple):
   respect_gitignore: bool = True
   ignore: tuple[str, ...] = ()
   cache: bool = True
+  lift_jax_transforms: bool = False
+  strict_jax_transforms: bool = False
 
   @classmethod
   def from_args(cls, args, base: Settings | None = None) -> Settings:
@@ -66,7 +73,8 @@ class Settings(NamedTuple):
     given = {'exclude': (*base.exclude, *getattr(args, 'exclude', ())),
              'extend_exclude': (*base.extend_exclude, *getattr(args, 'extend_exclude', ())),
              'ignore': tuple(dict.fromkeys((*base.ignore, *(c for cs in getattr(args, 'ignore', ()) for c in cs))))}
-    for field in ('jit', 'jobs', 'strict', 'force_exclude', 'respect_gitignore', 'cache'):
+    for field in ('jit', 'jobs', 'strict', 'force_exclude', 'respect_gitignore', 'cache', 'lift_jax_transforms',
+                  'strict_jax_transforms'):
       if getattr(args, field, None) is not None:
         given[field] = getattr(args, field)
     return base._replace(**given)

@@ -53,16 +53,17 @@ class LoadedPair:
   result: TransformResult
 
 
-def load_pair(path: str, name: str, jit: bool = True) -> LoadedPair:
-  """Loads ``path`` as written and rewritten (with ``jit`` passed on to the
-  transformer), under two distinct module names.
+def load_pair(path: str, name: str, jit: bool = True, lift_jax_transforms: bool = False) -> LoadedPair:
+  """Loads ``path`` as written and rewritten (with ``jit`` and
+  ``lift_jax_transforms`` passed on to the transformer), under two distinct
+  module names.
 
   Fails when vjpify rewrote nothing or left a site unchanged: a differential
   check is only worth running if every site in it went through the rewrite.
   """
   with open(path, encoding='utf-8') as f:
     code = f.read()
-  result = transform_source(code, path, jit=jit)
+  result = transform_source(code, path, jit=jit, lift_jax_transforms=lift_jax_transforms)
   rewritten = [s for s in result.sites if s.action == 'rewritten']
   others = [s.format() for s in result.sites if s.action != 'rewritten']
   assert rewritten, f'{path}: vjpify rewrote no site'

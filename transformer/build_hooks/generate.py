@@ -22,7 +22,7 @@ from typing import NamedTuple
 from vjpify.transformer.cli.report import Summary
 from vjpify.transformer.config.load import ConfigError, settings_for
 from vjpify.transformer.engine.runner import run
-from vjpify.transformer.diagnostics import ERROR, SKIPPED, FileResult
+from vjpify.transformer.diagnostics import ERROR, LEFT_UNCHANGED, FileResult
 from vjpify.transformer.files.walk import Task, force_excluded
 from vjpify.transformer.settings import Settings
 
@@ -82,7 +82,7 @@ class Generation:
 
   def _report(self, output: Output, result: FileResult) -> None:
     for site in self._summary.reported(result):
-      if site.action in (ERROR, SKIPPED):
+      if site.action in (ERROR, *LEFT_UNCHANGED):
         self._log(f'vjpify: {site.format()}', True)
     if result.changed and not result.error:
       done = 'Up to date' if result.up_to_date else 'Rewriting'

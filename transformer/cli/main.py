@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from vjpify.transformer.codes import selection
 from vjpify.transformer.config.load import ConfigError, common_folder, config_values
-from vjpify.transformer.diagnostics import ERROR, SKIPPED
+from vjpify.transformer.diagnostics import ERROR, LEFT_UNCHANGED, SKIPPED
 from vjpify.transformer.files.problems import SourceProblem
 from vjpify.transformer.files.source import STDIN
 from vjpify.transformer.files.write import write_atomically
@@ -117,6 +117,11 @@ def argument_parser() -> argparse.ArgumentParser:
   mode.add_argument('--ignore', action='append', default=[], type=_codes, metavar='CODES',
                     help='do not report sites left unchanged with these codes or code prefixes, comma-separated '
                          '(VJ205,VJ21), nor fail --strict on them; adds to the ignore key (docs/diagnostics.md)')
+  mode.add_argument('--lift-jax-transforms', action=argparse.BooleanOptionalAction, default=None,
+                    help='lift jax.grad, jax.value_and_grad and jax.vjp over bound Modules to nn.vjp code '
+                         '(default: report them and leave them unchanged)')
+  mode.add_argument('--strict-jax-transforms', action=argparse.BooleanOptionalAction, default=None,
+                    help='under --strict, fail on the jax transforms over bound Modules left unchanged too')
   mode.add_argument('--exit-zero-even-if-changed', action='store_true',
                     help='exit 0 after rewriting files, as long as there was no error')
   mode.add_argument('--cache', action=argparse.BooleanOptionalAction, default=None,
@@ -145,7 +150,7 @@ def _show(console: Console, args: argparse.Namespace, settings: Settings, task, 
       continue
     # Under --strict a site left unchanged fails the run, so even --quiet shows it.
     failing = settings.strict and site.left_unchanged
-    if site.action == ERROR or failing or (site.action == SKIPPED and not args.quiet):
+    if site.action == ERROR or failing or (site.action in LEFT_UNCHANGED and not args.quiet):
       console.message(site.format())
   if not result.changed or result.error:
     return

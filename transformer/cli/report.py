@@ -10,13 +10,15 @@ The report is one object::
                 "kind": "grad", "action": "rewritten", "reason": "..."}, ...]}
 
 ``code`` is the reason's stable code (``docs/diagnostics.md``); ``action``
-is ``rewritten``, ``skipped`` or ``error``; ``kind`` is ``grad``,
-``value_and_grad``, ``reference`` or ``file``; ``line`` and ``col`` are
-1-based, or null for a problem with a file as a whole (it cannot be read).
-Sites come in the order the files were processed, then by position. Sites
-whose code the run ignores (``ignore`` in ``[tool.vjpify]``) are left out
-of the report and of its totals, as they are of the messages. A file that
-could not be read is not counted as scanned.
+is ``rewritten``, ``skipped``, ``reported`` (left unchanged, and not
+failing ``--strict``) or ``error``; ``kind`` is ``grad``,
+``value_and_grad``, ``reference``, ``file``, or ``jax.grad``,
+``jax.value_and_grad`` or ``jax.vjp``; ``line`` and ``col`` are 1-based, or
+null for a problem with a file as a whole (it cannot be read). Sites come
+in the order the files were processed, then by position. Sites whose code
+the run ignores (``ignore`` in ``[tool.vjpify]``) are left out of the
+report and of its totals, as they are of the messages. A file that could
+not be read is not counted as scanned.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import dataclasses
 import json
 
 from vjpify.transformer.codes import code
-from vjpify.transformer.diagnostics import ERROR, REWRITTEN, SKIPPED, FileResult, Site
+from vjpify.transformer.diagnostics import ERROR, LEFT_UNCHANGED, REWRITTEN, SKIPPED, FileResult, Site
 
 
 # The totals the JSON report gives.
@@ -74,7 +76,7 @@ class Summary:
       self.outputs_up_to_date += result.up_to_date
     for site in self.reported(result):
       self.sites_rewritten += site.action == REWRITTEN
-      self.sites_skipped += site.action == SKIPPED
+      self.sites_skipped += site.action in LEFT_UNCHANGED
       self.errors += site.action == ERROR
       self.sites.append(site)
 

@@ -100,11 +100,13 @@ _KEYS: dict[str, tuple[Callable[[object], str | None], str, str, Callable[[str],
     'ignore': (_codes, 'a list of codes of sites left unchanged, or prefixes of them, such as "VJ205" or "VJ2"',
                'ignore', _selected_codes),
     'jobs': (_whole_number, 'a whole number of at least 1', 'jobs', lambda folder: int),
+    'lift-jax-transforms': (_boolean, 'true or false', 'lift_jax_transforms', lambda folder: bool),
     'module-bases': (_qualified_names, 'a list of qualified names such as "mylib.layers.Base"', 'module_bases',
                      lambda folder: tuple),
     'no-jit': (_boolean, 'true or false', 'jit', lambda folder: lambda v: not v),
     'respect-gitignore': (_boolean, 'true or false', 'respect_gitignore', lambda folder: bool),
     'strict': (_boolean, 'true or false', 'strict', lambda folder: bool),
+    'strict-jax-transforms': (_boolean, 'true or false', 'strict_jax_transforms', lambda folder: bool),
 }
 KEYS = tuple(sorted(_KEYS))
 

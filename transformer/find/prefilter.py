@@ -5,7 +5,8 @@ only on files that may need it.
 Two tests, each conservative: a text test (the file must mention every word
 in ``PREFILTER_WORDS``), then a look at Python's ``ast``: some name must be
 able to resolve to flax's grad or value_and_grad through the file's absolute
-flax imports. The ``ast`` test ignores scopes and control flow (an import
+flax imports, or to one of jax's transforms (``JAX_TRANSFORMS``,
+``JAX_UNLIFTED``) through the file's jax imports. The ``ast`` test ignores scopes and control flow (an import
 inside a function, a class or an ``if`` counts everywhere) and follows plain
 assignments (``nn = flax.linen``), which LibCST's qualified names do not, so
 it keeps every file that the pass could report on. A file that ``ast``
@@ -17,7 +18,8 @@ from __future__ import annotations
 import ast
 import warnings
 
-from vjpify.transformer.find.targets import GRAD_NAMES, GRAD_TRANSFORMS, PREFILTER_WORDS
+from vjpify.transformer.find.targets import (
+    GRAD_NAMES, GRAD_TRANSFORMS, JAX_NAMES, JAX_PREFILTER_WORDS, JAX_TRANSFORMS, JAX_UNLIFTED, PREFILTER_WORDS)
 
 # Modules through which a name can lead to a target: flax, flax.linen, ...
 _PARENTS = frozenset(name.rsplit('.', i)[0] for name in GRAD_TRANSFORMS for i in range(1, name.count('.') + 1))
@@ -25,7 +27,9 @@ _PARENTS = frozenset(name.rsplit('.', i)[0] for name in GRAD_TRANSFORMS for i in
 
 def could_contain_sites(code: str) -> bool:
   """False when ``code`` cannot reference flax's grad, so parsing can be skipped."""
-  return all(word in code for word in PREFILTER_WORDS)
+  if all(word in code for word in PREFILTER_WORDS):
+    return True
+  return PREFILTER_WORDS[0] in code and any(word in code for word in JAX_PREFILTER_WORDS)
 
 
 def _root_name(node: ast.expr) -> str | None:
@@ -39,6 +43,24 @@ def _target_names(target: ast.expr):
   for node in ast.walk(target):
     if isinstance(node, ast.Name):
       yield node.id
+
+
+def _references_jax_transform(tree: ast.AST) -> bool:
+  """Whether some name may be one of jax's transforms: imported from jax, or
+  an attribute of that name on an import of jax."""
+  jax_names: set[str] = set()
+  attributes: list[ast.Attribute] = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      jax_names.update((a.asname or a.name).split('.', 1)[0] for a in node.names if a.name.split('.')[0] == 'jax')
+      if any(a.name in {*JAX_TRANSFORMS, *JAX_UNLIFTED} for a in node.names):
+        return True
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == 'jax':
+      if any(a.name in JAX_NAMES or a.name == '*' for a in node.names):
+        return True
+    elif isinstance(node, ast.Attribute) and node.attr in JAX_NAMES:
+      attributes.append(node)
+  return any(_root_name(node.value) in jax_names for node in attributes)
 
 
 def _references_grad(tree: ast.AST) -> bool:
@@ -100,7 +122,7 @@ def parse_quietly(code: str) -> ast.Module | None:
 
 def may_hold_sites(code: str, tree: ast.Module | None = None) -> bool:
   """False only when no name in ``code`` can resolve to flax's grad or
-  value_and_grad, so the pass would neither change nor report anything.
+  value_and_grad, nor to a jax transform, so the pass would neither change nor report anything.
 
   Note that a file Python cannot parse counts as holding sites, so that
   the pass reports its syntax error. ``tree``: ``code``'s ast, when the
@@ -110,4 +132,4 @@ def may_hold_sites(code: str, tree: ast.Module | None = None) -> bool:
     return False
   if tree is None:
     tree = parse_quietly(code)
-  return tree is None or _references_grad(tree)
+  return tree is None or _references_grad(tree) or _references_jax_transform(tree)

@@ -112,7 +112,10 @@ class _Reducer:
         continue
       first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
       if may_hold_site(node, self._grad_names):
-        self.reduce(node.body)
+        # The defs nested in a function that is kept may be what a jax
+        # transform there differentiates: the pass reads their bodies.
+        if isinstance(node, ast.ClassDef):
+          self.reduce(node.body)
       else:
         self._stub(node, first)
 

@@ -37,17 +37,18 @@ import re
 import types
 import warnings
 
-from vjpify.transformer.find.targets import GRAD_NAMES, HELPER_ALIAS_PREFIX, RUNTIME_HELPERS, VJP_ALIAS_PREFIX
+from vjpify.transformer.find.targets import (
+    GRAD_NAMES, HELPER_ALIAS_PREFIX, JAX_NAMES, RNG_METHOD, RUNTIME_HELPERS, VJP_ALIAS_PREFIX)
 
 # Words a statement that matters must spell: the names of flax's grad
 # transforms (sites and references), the names the pass may emit (it must
 # see wherever the file binds or reads them), and the words of strings
 # that may be annotations naming them. A new kind of site adds its words
 # here; :func:`may_hold_site` reads the rest from the ast.
-KEEP_WORDS = re.compile(r'grad|vjp|compiled')
+KEEP_WORDS = re.compile(r'grad|vjp|compiled|jvp|jac|hessian|linearize')
 KEEP_NAME = re.compile(
     f'(?:(?:{HELPER_ALIAS_PREFIX}|{VJP_ALIAS_PREFIX})_)?'
-    f'(?:{"|".join(sorted({*GRAD_NAMES, "vjp", *RUNTIME_HELPERS}))})'
+    f'(?:{"|".join(sorted({*GRAD_NAMES, *JAX_NAMES, RNG_METHOD, "vjp", *RUNTIME_HELPERS}))})'
     r'(?:_\d+)?')
 # Where a top-level statement may start: a line that opens with neither
 # whitespace, a comment, a closing bracket nor a clause of the statement

@@ -32,6 +32,7 @@ from vjpify.transformer.find.sites import enclosing_fstrings, is_reference, stri
 from vjpify.transformer.rewrite.import_adder import OrderedAddImportsVisitor
 from vjpify.transformer.rewrite.imports import ImportPlanner
 from vjpify.transformer.rewrite.layout import Layout
+from vjpify.transformer.rewrite.lifting import Lifter
 from vjpify.transformer.rewrite.nodes import Spelling, lowered_call
 from vjpify.transformer.rewrite.style import FileStyle
 from vjpify.transformer.settings import Settings
@@ -78,6 +79,7 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     self._opt_outs: OptOuts | None = None
     # Per site: what it becomes, and for a rewritten one, how it is spelled.
     self._decisions: dict[cst.Call, tuple[Decision, Spelling | None]] = {}
+    self._lifter: Lifter | None = None
 
   def _instantiate_and_run(self, transform, tree: cst.Module) -> cst.Module:
     # LibCST merges a new name into an existing import at the front; put it
@@ -105,6 +107,9 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
     style = self._style or FileStyle(lambda: node.code)
     self._opt_outs = None
     self._layout = Layout(style, node.default_indent, metadata, site_lines)
+    self._lifter = Lifter(metadata, self._module_classes, self._planner, self._layout, self._settings,
+                           self._requested, self._record)
+    self._lifter.plan(n for n in self.metadata[PositionProvider] if isinstance(n, cst.Call))
 
   def _requested(self, node: cst.CSTNode, found: Reason | None = None) -> Reason | None:
     """Why an opt-out comment leaves the site ``node`` alone, or None;
@@ -152,13 +157,25 @@ class LowerGradToVjp(VisitorBasedCodemodCommand):
   def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
     decision, spelling = self._decisions.get(original_node, (None, None))
     if decision is None:
-      return updated_node
+      return self._lifter.leave_call(original_node, updated_node)
     reason = decision.reason(self._module.code_for_node(original_node.func))
     if spelling is None:
       self._record(original_node, decision.transform, SKIPPED, reason)
       return updated_node
     self._record(original_node, decision.transform, REWRITTEN, reason)
     return self._layout.laid_out(original_node, functools.partial(lowered_call, updated_node, spelling))
+
+  def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.Name:
+    return self._lifter.leave_name(original_node, updated_node)
+
+  def leave_Lambda(self, original_node: cst.Lambda, updated_node: cst.Lambda) -> cst.Lambda:
+    return self._lifter.leave_function(original_node, updated_node)
+
+  def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef) -> cst.FunctionDef:
+    return self._lifter.leave_function(original_node, updated_node)
+
+  def leave_SimpleStatementLine(self, original_node, updated_node):
+    return self._lifter.leave_statement(original_node, updated_node)
 
   def leave_ParenthesizedWhitespace(self, original_node, updated_node):
     return self._layout.shifted(original_node, updated_node)

@@ -8,7 +8,7 @@ them out), never by editing import nodes by hand.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import libcst as cst
 from libcst.codemod import CodemodContext
@@ -101,9 +101,19 @@ class ImportPlanner:
         kwargs_check=names.get(KWARGS_HELPER, KWARGS_HELPER), quote=quote,
         reduce_axes=names.get(REDUCE_AXES_HELPER), compile=names.get(COMPILE_HELPER))
 
-  def release_grad_import(self, func: cst.BaseExpression, site_scope: Scope) -> None:
-    """Schedules removal of a ``from flax.linen import grad [as g]`` that the
-    rewrite may have left unused; the visitor keeps it if anything still uses it."""
+  def release_grad_import(self, func: cst.BaseExpression, site_scope: Scope,
+                          targets: Collection[str] = GRAD_TRANSFORMS) -> None:
+    """Schedules removal of a ``from flax.linen import grad [as g]`` (or of
+    another of ``targets``) that the rewrite may have left unused, and for
+    jax's transforms of the ``import jax`` of ``jax.grad``; the visitor keeps
+    it if anything still uses it."""
+    if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and targets is not GRAD_TRANSFORMS:
+      for assignment in site_scope[func.value.value]:
+        if isinstance(assignment, ImportAssignment) and isinstance(assignment.node, cst.Import):
+          for alias in assignment.node.names:
+            if (alias.evaluated_alias or alias.evaluated_name) == func.value.value:
+              RemoveImportsVisitor.remove_unused_import(self._context, alias.evaluated_name, None,
+                                                        alias.evaluated_alias)
     if not isinstance(func, cst.Name):
       return
     for assignment in site_scope[func.value]:
@@ -112,6 +122,6 @@ class ImportPlanner:
       module = get_full_name_for_node(assignment.node.module) if assignment.node.module else None
       for alias in assignment.node.names if not isinstance(assignment.node.names, cst.ImportStar) else ():
         bound = alias.evaluated_alias or alias.evaluated_name
-        if bound == func.value and f'{module}.{alias.evaluated_name}' in GRAD_TRANSFORMS:
+        if bound == func.value and f'{module}.{alias.evaluated_name}' in targets:
           RemoveImportsVisitor.remove_unused_import(
               self._context, module, alias.evaluated_name, alias.evaluated_alias)
