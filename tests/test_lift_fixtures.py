@@ -39,7 +39,7 @@ class Model(nn.Module):
   def __call__(self, r):
     return jax.grad(lambda r: self.dense(r).sum())(r)
 '''
-REPORT = ('model.py:11:12: jax.grad(...) is a jax transform over a bound Module, which breaks with mutable '
+REPORT = ('model.py:11:12: VJ301 jax.grad(...) is a jax transform over a bound Module, which breaks with mutable '
           'collections and on older flax; left unchanged; lift it to nn.vjp with --lift-jax-transforms')
 
 
@@ -59,7 +59,7 @@ def test_default_run_reports_every_site_and_lifts_none(case: pathlib.Path) -> No
       continue
     reason = site.reason
     if site.action == REWRITTEN:
-      reason = message(LiftReason.REPORTED, reason.split('(...)', 1)[0])
+      reason = message(LiftReason.REPORTED, reason.split('(...)', 1)[0]).text
     expected.append((site.line, site.column, site.kind, REPORTED, reason))
   assert [(s.line, s.column, s.kind, s.action, s.reason) for s in default.sites
           if s.kind in JAX_TRANSFORMS and not s.requested] == expected
@@ -110,5 +110,5 @@ def test_configuration_key_must_be_a_boolean(tmp_path) -> None:
   result = vjpify('model.py', cwd=tmp_path)
   assert result.returncode == 2
   assert result.stderr.splitlines() == [
-      "pyproject.toml:2:1: 'lift-jax-transforms' in [tool.vjpify] must be true or false, not 'yes' (a string); "
+      "pyproject.toml:2:1: VJ106 'lift-jax-transforms' in [tool.vjpify] must be true or false, not 'yes' (a string); "
       'nothing was rewritten; fix the value']

@@ -247,6 +247,11 @@ def _word_pattern(names: set[str]) -> re.Pattern:
   return re.compile(r'\b(?:' + '|'.join(sorted(map(re.escape, names), key=len, reverse=True)) + r')\b')
 
 
+def _words(chunk: _Chunk) -> set[str]:
+  """The names and attribute names ``chunk`` spells."""
+  return {word for s in chunk.statements() for n in ast.walk(s) for word in words(n)}
+
+
 def _mentions(chunk: _Chunk) -> set[str]:
   return {n.id for s in chunk.statements() for n in ast.walk(s) if isinstance(n, ast.Name)}
 
@@ -266,12 +271,14 @@ def _kept(code: str, chunks: list[_Chunk]) -> tuple[set[int], set[int]]:
   # The first indented block sets LibCST's default indentation.
   first_block = next((i for i, c in enumerate(chunks) if any(map(_opens_block, c.statements()))), 0)
   kept = {0, first_block}
+  jax_modules: set[str] = set()
   for index in _matching(_IMPORT, code, chunks, starts):
     aliases = _imports_at_module_level(chunks[index].statements())
     if aliases is None:
       continue
     if any(alias.name == '*' for alias in aliases):
       raise _Unsure('a star import may bind any name')
+    jax_modules |= {alias.asname or alias.name for alias in aliases if alias.name == 'jax'}
     kept.add(index)
   # New imports go after the imports that open the file, which are all
   # kept; the literal standing for the statement that ends them ends them
@@ -281,6 +288,11 @@ def _kept(code: str, chunks: list[_Chunk]) -> tuple[set[int], set[int]]:
   sites = {index for index in _matching(site_text, code, chunks, starts)
            if any(may_hold_site(s, grad_names) for s in chunks[index].statements())}
   kept |= sites
+  if jax_modules and any(_words(chunks[i]) & JAX_NAMES for i in sites):
+    # Lifting a jax transform may leave ``import jax`` unused, and the
+    # import is removed only if no statement the pass sees still uses it.
+    users = _matching(_word_pattern(jax_modules), code, chunks, starts)
+    kept |= {i for i in users if _mentions(chunks[i]) & jax_modules}
   # Every statement that may bind a name the kept ones mention, and so on.
   needed: set[str] = set()
   new = set().union(*(_mentions(chunks[i]) for i in kept))
