@@ -5,16 +5,17 @@ Each (Python, flax, jax) combination gets its own virtual environment under
 checkout; the differential, upstream and compiled-runtime tests run there
 and a Markdown table of the outcomes is printed. The compiled runtime reads
 bytecode and uses ``sys.settrace`` (Python 3.10, 3.11) or ``sys.monitoring``
-(3.12 and later), so every supported Python has a row. With ``--readme`` the
-table, and a line saying when and how it was made, also replace what
-README.md holds between ``<!-- matrix:start -->`` and ``<!-- matrix:end -->``.
+(3.12 and later), so every supported Python has a row. With ``--docs`` (or
+its older name ``--readme``) the table, and a line saying when and how it was
+made, also replace what docs/supported-versions.md holds between
+``<!-- matrix:start -->`` and ``<!-- matrix:end -->``.
 
 Example::
 
     python scripts/version_matrix.py                           # the default rows
     python scripts/version_matrix.py --pair 0.8.0:0.4.23       # one pair, this Python
     python scripts/version_matrix.py --combo 3.13:0.12.8:0.10.2  # one row
-    python scripts/version_matrix.py --readme                  # and into README.md
+    python scripts/version_matrix.py --docs                    # and into docs/supported-versions.md
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-README = REPO / 'README.md'
+PAGE = REPO / 'docs' / 'supported-versions.md'
 START, END = '<!-- matrix:start -->', '<!-- matrix:end -->'
 
 # The oldest release with nn.grad, a few in between, and the newest tested,
@@ -142,18 +143,18 @@ def table(outcomes: list[Outcome], *, seconds: bool = True) -> str:
   return '\n'.join(rows)
 
 
-def readme_block(outcomes: list[Outcome], made: datetime.date, command: str) -> str:
-  """What goes between the README's markers: how the table was made, then the table."""
+def page_block(outcomes: list[Outcome], made: datetime.date, command: str) -> str:
+  """What goes between the page's markers: how the table was made, then the table."""
   return (f'Generated {made.isoformat()} by `{command}`: {", ".join(TESTS)}, run for each row in a virtual '
           f'environment of its own.\n\n{table(outcomes, seconds=False)}')
 
 
-def replace_block(readme: str, block: str) -> str:
-  """``readme`` with what lies between its matrix markers replaced by ``block``."""
-  if readme.count(START) != 1 or readme.count(END) != 1 or readme.index(START) > readme.index(END):
-    raise ValueError(f'README.md needs one {START} line and one {END} line after it, '
-                     'in its "## Supported versions" section; add them and run again')
-  before, rest = readme.split(START)
+def replace_block(page: str, block: str) -> str:
+  """``page`` with what lies between its matrix markers replaced by ``block``."""
+  if page.count(START) != 1 or page.count(END) != 1 or page.index(START) > page.index(END):
+    raise ValueError(f'docs/supported-versions.md needs one {START} line and one {END} line after it; '
+                     'add them and run again')
+  before, rest = page.split(START)
   after = rest.split(END)[1]
   return f'{before}{START}\n{block}\n{END}{after}'
 
@@ -167,14 +168,15 @@ def main(argv: list[str] | None = None) -> int:
                            'from 0.8.0 to the newest on Python 3.11, and the newest on 3.10, 3.12 and 3.13')
   parser.add_argument('--work-dir', type=pathlib.Path, default=REPO / '.cache' / 'matrix',
                       help='where the virtual environments and logs live (default: %(default)s)')
-  parser.add_argument('--readme', action='store_true',
-                      help='also write the table into README.md, between its matrix markers')
+  # --readme is the option's name from when the table lived in README.md.
+  parser.add_argument('--docs', '--readme', dest='docs', action='store_true',
+                      help='also write the table into docs/supported-versions.md, between its matrix markers')
   args = parser.parse_args(argv)
   command = shlex.join(['python', 'scripts/version_matrix.py', *(sys.argv[1:] if argv is None else argv)])
-  if args.readme:
+  if args.docs:
     # Missing markers should stop the run now, not after an hour of installs.
     try:
-      replace_block(README.read_text(encoding='utf-8'), '')
+      replace_block(PAGE.read_text(encoding='utf-8'), '')
     except ValueError as error:
       parser.error(str(error))
   this_python = '.'.join(platform.python_version_tuple()[:2])
@@ -188,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f'python {python_version} / flax {flax_version} / jax {jax_version} ...', file=sys.stderr, flush=True)
     outcomes.append(run_combo(python_version, flax_version, jax_version, args.work_dir))
   print(table(outcomes))
-  if args.readme:
-    block = readme_block(outcomes, datetime.date.today(), command)
-    README.write_text(replace_block(README.read_text(encoding='utf-8'), block), encoding='utf-8')
+  if args.docs:
+    block = page_block(outcomes, datetime.date.today(), command)
+    PAGE.write_text(replace_block(PAGE.read_text(encoding='utf-8'), block), encoding='utf-8')
   return 0 if all(o.status == 'pass' for o in outcomes) else 1
 
 

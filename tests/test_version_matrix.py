@@ -1,5 +1,6 @@
-"""``scripts/version_matrix.py --readme``: the README's matrix block is the
-table the script renders, and writing it touches nothing else. No virtual
+"""``scripts/version_matrix.py --docs``: the matrix block of
+docs/supported-versions.md is the table the script renders, and writing it
+touches nothing else. No virtual
 environments are made: the pairs' outcomes are given."""
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ _OUTCOMES = [
     version_matrix.Outcome('3.13', '0.12.8', '0.10.2', 'FAIL', '1 failed, 59 passed', 200.0),
 ]
 
-_README = '''# project
-
-## Supported versions
+_PAGE = '''# Supported versions
 
 Some prose.
 
@@ -32,16 +31,12 @@ Some prose.
 old block
 <!-- matrix:end -->
 
-## Benchmarks
-
-<!-- bench:start -->
-untouched
-<!-- bench:end -->
+More prose.
 '''
 
 
-def _block(readme: str) -> str:
-  return readme.split(version_matrix.START)[1].split(version_matrix.END)[0].strip('\n')
+def _block(page: str) -> str:
+  return page.split(version_matrix.START)[1].split(version_matrix.END)[0].strip('\n')
 
 
 def _parse(block: str) -> tuple[re.Match, list[version_matrix.Outcome]]:
@@ -57,15 +52,14 @@ def _parse(block: str) -> tuple[re.Match, list[version_matrix.Outcome]]:
   return match, outcomes
 
 
-def test_readme_block_is_what_the_script_renders():
-  readme = (REPO / 'README.md').read_text(encoding='utf-8')
-  section = readme.split('\n## Supported versions\n')[1].split('\n## ')[0]
-  assert readme.count(version_matrix.START) == 1 and version_matrix.START in section
-  assert version_matrix.END in section
-  block = _block(readme)
+def test_the_pages_block_is_what_the_script_renders():
+  page = version_matrix.PAGE.read_text(encoding='utf-8')
+  assert version_matrix.PAGE == REPO / 'docs' / 'supported-versions.md'
+  assert page.count(version_matrix.START) == 1 and page.count(version_matrix.END) == 1
+  block = _block(page)
   note, outcomes = _parse(block)
   made, command = note.groups()
-  assert version_matrix.readme_block(outcomes, datetime.date.fromisoformat(made), command) == block
+  assert version_matrix.page_block(outcomes, datetime.date.fromisoformat(made), command) == block
   assert [(o.python, o.flax, o.jax) for o in outcomes] == list(version_matrix.DEFAULT_COMBOS)
   for outcome in outcomes:
     assert _VERSION.fullmatch(outcome.flax) and _VERSION.fullmatch(outcome.jax)
@@ -77,14 +71,14 @@ def test_every_supported_python_has_a_row():
   assert pythons == {'3.10', '3.11', '3.12', '3.13'}
 
 
-def test_readme_prose_names_the_oldest_tested_pair():
-  readme = (REPO / 'README.md').read_text(encoding='utf-8')
-  _, outcomes = _parse(_block(readme))
-  assert 'flax 0.8.0 and later' in readme and '(the oldest tested is 0.4.23)' in readme
+def test_the_pages_prose_names_the_oldest_tested_pair():
+  page = version_matrix.PAGE.read_text(encoding='utf-8')
+  _, outcomes = _parse(_block(page))
+  assert 'flax 0.8.0 and later' in page and '(the oldest tested is 0.4.23)' in page
   assert (outcomes[0].flax, outcomes[0].jax) == ('0.8.0', '0.4.23')
 
 
-def test_table_for_the_readme_leaves_out_seconds():
+def test_table_for_the_page_leaves_out_seconds():
   assert version_matrix.table(_OUTCOMES, seconds=False) == '\n'.join([
       '| python | flax | jax | result | tests |',
       '| --- | --- | --- | --- | --- |',
@@ -95,11 +89,11 @@ def test_table_for_the_readme_leaves_out_seconds():
 
 
 def test_replace_block_replaces_only_the_block():
-  block = version_matrix.readme_block(_OUTCOMES, datetime.date(2026, 1, 2), 'python scripts/version_matrix.py')
-  new = version_matrix.replace_block(_README, block)
+  block = version_matrix.page_block(_OUTCOMES, datetime.date(2026, 1, 2), 'python scripts/version_matrix.py')
+  new = version_matrix.replace_block(_PAGE, block)
   start, end = version_matrix.START, version_matrix.END
-  assert new.split(start)[0] == _README.split(start)[0]
-  assert new.split(end)[1] == _README.split(end)[1]
+  assert new.split(start)[0] == _PAGE.split(start)[0]
+  assert new.split(end)[1] == _PAGE.split(end)[1]
   assert _block(new) == block
   assert new.splitlines().count(start) == 1 and new.splitlines().count(end) == 1
   assert version_matrix.replace_block(new, block) == new
@@ -109,27 +103,31 @@ def test_replace_block_replaces_only_the_block():
       (o.python, o.flax, o.jax, o.status, o.summary) for o in _OUTCOMES]
 
 
-@pytest.mark.parametrize('readme', [
-    pytest.param(_README.replace(version_matrix.END, ''), id='no-end'),
-    pytest.param(_README.replace(version_matrix.START, ''), id='no-start'),
+@pytest.mark.parametrize('page', [
+    pytest.param(_PAGE.replace(version_matrix.END, ''), id='no-end'),
+    pytest.param(_PAGE.replace(version_matrix.START, ''), id='no-start'),
     pytest.param(f'{version_matrix.END}\nblock\n{version_matrix.START}\n', id='reversed'),
-    pytest.param(_README + version_matrix.START + '\n', id='two-starts'),
+    pytest.param(_PAGE + version_matrix.START + '\n', id='two-starts'),
 ])
-def test_replace_block_needs_one_pair_of_markers(readme):
-  with pytest.raises(ValueError, match='README.md needs one <!-- matrix:start --> line and one '
-                                       '<!-- matrix:end --> line after it'):
-    version_matrix.replace_block(readme, 'block')
+def test_replace_block_needs_one_pair_of_markers(page):
+  with pytest.raises(ValueError, match='docs/supported-versions.md needs one <!-- matrix:start --> line and one '
+                                       '<!-- matrix:end --> line after it; add them and run again'):
+    version_matrix.replace_block(page, 'block')
 
 
 @pytest.fixture
-def readme(tmp_path, monkeypatch):
-  path = tmp_path / 'README.md'
-  path.write_text(_README, encoding='utf-8')
-  monkeypatch.setattr(version_matrix, 'README', path)
+def page(tmp_path, monkeypatch):
+  path = tmp_path / 'supported-versions.md'
+  path.write_text(_PAGE, encoding='utf-8')
+  monkeypatch.setattr(version_matrix, 'PAGE', path)
   return path
 
 
-def test_main_with_readme_writes_the_outcomes(readme, tmp_path, monkeypatch):
+@pytest.mark.parametrize('option', [
+    pytest.param('--docs', id='docs'),
+    pytest.param('--readme', id='the-older-name'),
+])
+def test_main_with_docs_writes_the_outcomes(option, page, tmp_path, monkeypatch):
   ran = []
 
   def run_combo(python_version, flax_version, jax_version, work_dir):
@@ -137,31 +135,31 @@ def test_main_with_readme_writes_the_outcomes(readme, tmp_path, monkeypatch):
     return version_matrix.Outcome(python_version, flax_version, jax_version, 'pass', '60 passed, 5 xfailed', 12.0)
 
   monkeypatch.setattr(version_matrix, 'run_combo', run_combo)
-  args = ['--readme', '--combo', '3.13:0.12.8:0.10.2', '--pair', '0.8.0:0.4.23', '--work-dir', str(tmp_path / 'work')]
+  args = [option, '--combo', '3.13:0.12.8:0.10.2', '--pair', '0.8.0:0.4.23', '--work-dir', str(tmp_path / 'work')]
   assert version_matrix.main(args) == 0
   this_python = '.'.join(platform.python_version_tuple()[:2])
   assert ran == [('3.13', '0.12.8', '0.10.2', tmp_path / 'work'), (this_python, '0.8.0', '0.4.23', tmp_path / 'work')]
-  written = readme.read_text(encoding='utf-8')
-  command = ('python scripts/version_matrix.py --readme --combo 3.13:0.12.8:0.10.2 --pair 0.8.0:0.4.23 '
+  written = page.read_text(encoding='utf-8')
+  command = (f'python scripts/version_matrix.py {option} --combo 3.13:0.12.8:0.10.2 --pair 0.8.0:0.4.23 '
              f'--work-dir {tmp_path / "work"}')
-  assert _block(written) == version_matrix.readme_block(
+  assert _block(written) == version_matrix.page_block(
       [version_matrix.Outcome('3.13', '0.12.8', '0.10.2', 'pass', '60 passed, 5 xfailed', 0.0),
        version_matrix.Outcome(this_python, '0.8.0', '0.4.23', 'pass', '60 passed, 5 xfailed', 0.0)],
       datetime.date.today(), command)
-  assert written.split(version_matrix.END)[1] == _README.split(version_matrix.END)[1]
+  assert written.split(version_matrix.END)[1] == _PAGE.split(version_matrix.END)[1]
 
 
-def test_main_without_readme_leaves_it_alone(readme, tmp_path, monkeypatch):
+def test_main_without_docs_leaves_the_page_alone(page, tmp_path, monkeypatch):
   monkeypatch.setattr(version_matrix, 'run_combo',
                       lambda p, f, j, w: version_matrix.Outcome(p, f, j, 'pass', 'ok', 1.0))
   assert version_matrix.main(['--pair', '0.8.0:0.4.23', '--work-dir', str(tmp_path / 'work')]) == 0
-  assert readme.read_text(encoding='utf-8') == _README
+  assert page.read_text(encoding='utf-8') == _PAGE
 
 
-def test_main_checks_the_markers_before_running_anything(readme, tmp_path, monkeypatch, capsys):
-  readme.write_text(_README.replace(version_matrix.END, ''), encoding='utf-8')
+def test_main_checks_the_markers_before_running_anything(page, tmp_path, monkeypatch, capsys):
+  page.write_text(_PAGE.replace(version_matrix.END, ''), encoding='utf-8')
   monkeypatch.setattr(version_matrix, 'run_combo', lambda *args: pytest.fail('ran a combination'))
   with pytest.raises(SystemExit) as exit_info:
-    version_matrix.main(['--readme', '--work-dir', str(tmp_path / 'work')])
+    version_matrix.main(['--docs', '--work-dir', str(tmp_path / 'work')])
   assert exit_info.value.code == 2
-  assert 'README.md needs one <!-- matrix:start --> line' in capsys.readouterr().err
+  assert 'docs/supported-versions.md needs one <!-- matrix:start --> line' in capsys.readouterr().err

@@ -1,8 +1,11 @@
-"""The README's commands and configuration, run as written from a clean
-copy of this repository (what a clone holds), wherever that can be done
-here: the first command in a fresh environment, the installs from a clone
-and from a git URL, the pre-commit configuration, the setuptools and
-hatchling tables, the ``--out-dir`` output shown and the Makefile rule.
+"""The commands and configuration of the README and the pages under
+``docs/``, run as written from a clean copy of this repository (what a clone
+holds), wherever that can be done here: the README's first command in a
+fresh environment and its pre-commit configuration; the installs from a
+clone and from a git URL (docs/installing.md); the setuptools and hatchling
+tables, the ``--out-dir`` output shown and the Makefile rule
+(docs/build-systems.md); the command line's output shown
+(docs/command-line.md).
 (The Bazel rule is shown only: it needs Bazel. The ``[runtime]`` install
 is not run: it downloads jax and flax, which the test extras install.)
 
@@ -25,32 +28,14 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import PLAIN, REWRITTEN, SOURCE, cli_env, write
-from install_support import (
-    ROOT, USER_MODEL, build_wheel, clean_copy, git, path_without, run, user_project)
+from cli_support import PLAIN, REWRITTEN, SOURCE, cli_env, vjpify, write
+from docs_support import DOCS, README, blocks
+from install_support import USER_MODEL, build_wheel, clean_copy, git, path_without, run, user_project
 
 from vjpify.transformer import transform_source
 from vjpify.transformer.cli.console import unified_diff
 
-README = (ROOT / 'README.md').read_text()
-
-
-def _section(heading: str) -> str:
-  """The text under ``heading``, up to the next heading (outside code)."""
-  lines, inside, fenced = [], False, False
-  for line in README.splitlines(keepends=True):
-    fenced ^= line.startswith('```')
-    is_heading = not fenced and re.match(r'#+ ', line)
-    if is_heading:
-      inside = line.rstrip('\n').split(' ', 1)[1] == heading
-    elif inside:
-      lines.append(line)
-  assert lines, f'README has no "{heading}" section'
-  return ''.join(lines)
-
-
-def _blocks(heading: str, language: str) -> list[str]:
-  return re.findall(rf'^```{language}\n(.*?)^```', _section(heading), re.M | re.S)
+INSTALLING, BUILD_SYSTEMS = DOCS / 'installing.md', DOCS / 'build-systems.md'
 
 
 def _url(path: Path) -> str:
@@ -82,7 +67,7 @@ def _shell(command: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
 
 
 def test_the_first_command_shows_the_diff_without_jax_or_flax(tmp_path):
-  command = re.search(r'```bash\n(.*?)\n', README).group(1)
+  command = re.search(r'```bash\n(.*?)\n', README.read_text()).group(1)
   clone = clean_copy(tmp_path / 'vjpify')
   env = _fresh_environment(tmp_path / 'venv')
   result = _shell(command, clone, env)
@@ -95,7 +80,7 @@ def test_the_first_command_shows_the_diff_without_jax_or_flax(tmp_path):
 
 def test_installing_from_a_clone_and_from_a_git_url(repository, tmp_path):
   path, commit = repository
-  clone, from_clone, runtime, from_url = _fill(_blocks('Installing', 'bash')[0], _url(path), commit).splitlines()
+  clone, from_clone, runtime, from_url = _fill(blocks(INSTALLING, 'Installing', 'bash')[0], _url(path), commit).splitlines()
   assert '[runtime]' in runtime
   env = _fresh_environment(tmp_path / 'venv')
   for command in (clone, from_clone, 'vjpify --version'):
@@ -111,7 +96,7 @@ def test_installing_from_a_clone_and_from_a_git_url(repository, tmp_path):
 
 def test_the_pre_commit_configuration(repository, tmp_path):
   path, commit = repository
-  (config,) = _blocks('pre-commit', 'yaml')
+  (config,) = blocks(README, 'pre-commit', 'yaml')
   work = tmp_path / 'work'
   # With the commented-out line in: the hook's --force-exclude makes it
   # apply to the files pre-commit names.
@@ -132,7 +117,7 @@ def test_the_pre_commit_configuration(repository, tmp_path):
 @pytest.mark.parametrize('backend', ['setuptools', 'hatchling'])
 def test_the_build_system_tables_build_a_rewritten_wheel(backend, repository, tmp_path):
   path, commit = repository
-  (table,) = _blocks(backend, 'toml')
+  (table,) = blocks(BUILD_SYSTEMS, backend, 'toml')
   project = user_project(tmp_path / 'project', backend, _fill(table, _url(path), commit))
   before = path_without(project, 'build', 'userpkg.egg-info')
   result, wheel = build_wheel(project, tmp_path / 'wheels')
@@ -151,21 +136,19 @@ def sources(tmp_path):
 
 
 def test_out_dir_says_what_the_readme_shows(sources):
-  (command,) = _blocks('Other tools: `--out-dir`', 'bash')
+  (command,) = blocks(BUILD_SYSTEMS, 'Other tools: `--out-dir`', 'bash')
   env = cli_env(PATH=f'{Path(sys.executable).parent}{os.pathsep}{os.environ["PATH"]}')
   first = subprocess.run(['bash', '-c', command], cwd=sources, env=env, capture_output=True, text=True)
   assert first.returncode == 0, first.stderr
   second = subprocess.run(['bash', '-c', command], cwd=sources, env=env, capture_output=True, text=True)
   assert second.returncode == 0
-  # The output is shown in the notes on the command line.
-  notes = (ROOT / 'docs/command-line-notes.md').read_text()
-  shown = re.search(r'writes nothing:\n\n```\n(.*?)```', notes, re.S).group(1)
+  (shown,) = blocks(BUILD_SYSTEMS, 'Other tools: `--out-dir`', '')
   assert second.stderr == shown
 
 
 @pytest.mark.skipif(shutil.which('make') is None, reason='needs make')
 def test_the_makefile_rule(sources):
-  (rule,) = _blocks('Other tools: `--out-dir`', 'make')
+  (rule,) = blocks(BUILD_SYSTEMS, 'Other tools: `--out-dir`', 'make')
   write(sources / 'Makefile', rule)
   env = cli_env(PATH=f'{Path(sys.executable).parent}{os.pathsep}{os.environ["PATH"]}')
   result = run('make', cwd=sources, env=env)
@@ -175,3 +158,13 @@ def test_the_makefile_rule(sources):
   assert (sources / 'build/src/data.json').read_text() == '{}\n'
   again = run('make', cwd=sources, env=env)
   assert again.returncode == 0 and "'build/src.stamp' is up to date" in again.stdout
+
+
+def test_the_command_line_says_what_its_page_shows(tmp_path):
+  write(tmp_path / 'src/model.py', SOURCE)
+  write(tmp_path / 'src/plain.py', PLAIN)
+  (shown,) = blocks(DOCS / 'command-line.md', 'Command line', '')
+  result = vjpify('src/', cwd=tmp_path)
+  assert result.returncode == 1
+  assert result.stderr == shown
+  assert (tmp_path / 'src/model.py').read_text() == REWRITTEN
