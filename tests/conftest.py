@@ -9,6 +9,10 @@ state emptied before and after it.
 No test keeps the command line's cache of results (``tests/test_cache.py``
 turns it on where it is tested), so that a run leaves nothing in the trees
 the tests look at, and every test sees the pass itself.
+
+``pytest`` runs the fast tier; ``pytest -m 'not slow'`` runs the full suite
+(``support/tiers.py`` says which tests are for the full suite only, and
+marks them ``full`` here).
 """
 
 from __future__ import annotations
@@ -17,6 +21,25 @@ import os
 import sys
 
 import pytest
+
+from support import tiers
+
+
+def pytest_configure(config):
+  # Property tests read the tier when their modules are imported, after this.
+  tiers.set_fast('not full' in (config.getoption('markexpr') or ''))
+
+
+def pytest_collection_modifyitems(config, items):
+  seen: dict[tuple[str, str], int] = {}
+  for item in items:
+    filename = item.path.name
+    function = getattr(item, 'originalname', item.name)
+    callspec = getattr(item, 'callspec', None)
+    index = seen.get((filename, function), 0)
+    seen[(filename, function)] = index + 1
+    if tiers.full_only(filename, function, callspec.params if callspec else None, index):
+      item.add_marker(pytest.mark.full)
 
 
 @pytest.fixture(autouse=True, scope='session')

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support import tiers
 from vjpify.transformer import ConfigError, TransformError, settings_for
 from vjpify.transformer.find.prefilter import may_hold_sites, parse_quietly
 from vjpify.transformer.pipeline import reduced_pass, transform_text
@@ -153,7 +154,7 @@ def _sources(draw):
   return '\n'.join(lines) + '\n'
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=tiers.examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_sources())
 def test_generated_results_do_not_depend_on_the_prefilter(code):
   assert_same_with_and_without(code)

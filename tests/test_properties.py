@@ -18,6 +18,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from support import tiers
 from generated_sources import FIXTURE_FILES, module_sources, mutated_fixtures
 from rewrite_check import check_rewrite
 
@@ -25,7 +26,7 @@ from vjpify.transformer import TransformError, transform_source
 from vjpify.transformer.diagnostics import REWRITTEN
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=tiers.examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(module_sources())
 def test_generated_modules_keep_every_guarantee(source):
   code, expected = source
@@ -40,7 +41,7 @@ def test_generated_modules_keep_every_guarantee(source):
 def test_generated_source_is_valid_python():
   # The generator itself must produce files Python accepts, or the property
   # above could pass on inputs the pass is allowed to reject.
-  @settings(max_examples=30, deadline=None)
+  @settings(max_examples=tiers.examples(30), deadline=None)
   @given(module_sources())
   def compiles(source):
     compile(source[0], 'generated.py', 'exec', dont_inherit=True)
@@ -52,7 +53,7 @@ def test_there_are_fixtures_to_mutate():
   assert len(FIXTURE_FILES) >= 10
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=tiers.examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_fixtures())
 def test_mutated_fixtures_transform_or_are_reported(code):
   try:

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import inject_sites
+from support import tiers
 from generated_sources import module_sources, mutated_fixtures
 from test_prefilter import PROJECT_FILES, project_settings
 
@@ -60,13 +61,13 @@ def test_fixtures_come_out_the_same_either_way(path):
   assert_same_either_way(path.read_bytes().decode('utf-8'))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=tiers.examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(module_sources())
 def test_generated_modules_come_out_the_same_either_way(source):
   assert_same_either_way(source[0])
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=tiers.examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_fixtures())
 def test_mutated_fixtures_come_out_the_same_either_way(code):
   assert_same_either_way(code)
