@@ -11,7 +11,7 @@ applied with the same keys, and the variables, outputs and mutated
 collections compared exactly; when the original raises, the rewrite must
 raise the same exception type with the same message.
 
-The bounded run lives in ``tests/test_fuzz_differential.py``; this script is
+The bounded run lives in ``tests/end_to_end/test_fuzz_differential.py``; this script is
 the long run by hand. A failure prints the rendered source, ready to become a
 ``fixtures/fuzz/<case>/`` regression case.
 

@@ -55,9 +55,12 @@ DEFAULT_COMBOS = (
 # Old jax wheels predate NumPy 2.
 NUMPY_FOR_OLD_JAX = 'numpy<2'
 
-TESTS = ('tests/test_differential.py', 'tests/test_flax_upstream.py', 'tests/test_compiled.py',
-         'tests/test_compiled_bytecode.py', 'tests/test_compiled_effects.py', 'tests/test_compiled_fingerprint.py',
-         'tests/test_compiled_explain.py', 'tests/test_internals.py', 'tests/test_programs.py')
+TESTS = ('tests/end_to_end/test_differential.py', 'tests/end_to_end/test_flax_upstream.py',
+         'tests/runtime/test_compiled.py', 'tests/runtime/test_compiled_bytecode.py',
+         'tests/runtime/test_compiled_allowlist.py', 'tests/runtime/test_compiled_channels.py',
+         'tests/runtime/test_compiled_warnings.py', 'tests/runtime/test_compiled_fingerprint.py',
+         'tests/runtime/test_compiled_explain.py', 'tests/runtime/test_internals.py',
+         'tests/end_to_end/test_programs.py')
 
 
 @dataclasses.dataclass
@@ -127,7 +130,9 @@ def run_combo(python_version: str, flax_version: str, jax_version: str, work_dir
     if _run(step, log).returncode != 0:
       return Outcome(python_version, flax_version, jax_version, 'install failed', f'see {log}',
                      time.monotonic() - start)
-  result = _run([str(python), '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *TESTS], log)
+  # The whole of each file, in one process (not the fast tier the README's command runs).
+  result = _run([str(python), '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-m', 'not slow', '-n', '0', *TESTS],
+                log)
   status = 'pass' if result.returncode == 0 else 'FAIL'
   return Outcome(python_version, flax_version, jax_version, status, _pytest_summary(log), time.monotonic() - start)
 
@@ -143,9 +148,10 @@ def table(outcomes: list[Outcome], *, seconds: bool = True) -> str:
   return '\n'.join(rows)
 
 
-def page_block(outcomes: list[Outcome], made: datetime.date, command: str) -> str:
-  """What goes between the page's markers: how the table was made, then the table."""
-  return (f'Generated {made.isoformat()} by `{command}`: {", ".join(TESTS)}, run for each row in a virtual '
+def page_block(outcomes: list[Outcome], made: datetime.date, command: str, tests: tuple[str, ...] = TESTS) -> str:
+  """What goes between the page's markers: how the table was made (``tests``: the files each row ran, which a
+  block made before the suite moved names as they were), then the table."""
+  return (f'Generated {made.isoformat()} by `{command}`: {", ".join(tests)}, run for each row in a virtual '
           f'environment of its own.\n\n{table(outcomes, seconds=False)}')
 
 

@@ -6,7 +6,7 @@ count traces, need it to compile at the first call; the tests of tiering
 itself set the mode they test. ``fresh_cache`` gives a test the runtime's
 state emptied before and after it.
 
-No test keeps the command line's cache of results (``tests/test_cache.py``
+No test keeps the command line's cache of results (``tests/transformer/test_cache.py``
 turns it on where it is tested), so that a run leaves nothing in the trees
 the tests look at, and every test sees the pass itself.
 

@@ -23,12 +23,15 @@ FULL_ONLY_FILES = frozenset({
 })
 # One program per class of behaviour, in the mode that compiles at once.
 FAST_PROGRAMS = frozenset({
-    'config_object.py', 'mutating_outliving_state.py', 'c_method_aliases.py', 'context_and_thread_locals.py',
-    'abc_and_instance_checks.py', 'finalizers_and_collection.py', 'user_tracers.py', 'precision_in_rules.py',
+    'mutating_outliving_state.py', 'c_method_aliases.py', 'context_and_thread_locals.py',
+    'abc_and_instance_checks.py', 'finalizers_and_collection.py', 'user_tracers.py',
 })
 # Parametrized families of which the fast tier runs the first few cases.
 REPRESENTATIVES = {
     'test_differential.py': 2,
+    'test_prefilter.py': 3,
+    'test_reduction.py': 3,
+    'test_reduce_axes.py': 3,
     'test_lift_differential.py': 2,
     'test_build_hooks.py': 1,
     'test_cli_interrupt.py': 1,
