@@ -195,6 +195,13 @@ TRANSPARENT_STDLIB_MODULES = frozenset({
     '_collections_abc', 'collections.abc', 'keyword', 'reprlib', 'string', 'textwrap', 'fractions', 'colorsys',
     'operator', 'functools._lru_cache_wrapper',
 })
+# Garbage-collector callbacks of test and profiling tools that only time
+# collections, as (path ending, function name): a collection strikes in
+# compiled calls as in traced ones, and what they record is no result of
+# the traced function, so one running during a trace does not uncompile it.
+TIMING_GC_CALLBACKS = frozenset({
+    ('hypothesis/internal/conjecture/junkdrawer.py', 'gc_callback'),
+})
 # Methods that dataclasses and namedtuple generate from strings: trusted
 # when the class they belong to is a dataclass or namedtuple and the method
 # is the one it holds.

@@ -162,6 +162,12 @@ def code_verdict(code: types.CodeType) -> str | None:
   return None
 
 
+def times_collections(code: types.CodeType) -> bool:
+  """Whether ``code`` is a garbage-collector callback that only times collections."""
+  filename = code.co_filename.replace('\\', '/')
+  return any(filename.endswith(path) and code.co_name == name for path, name in allowlist.TIMING_GC_CALLBACKS)
+
+
 def _python_function(fn: types.FunctionType, first: Any, outlives: Outlives) -> str | None:
   code = fn.__code__
   state = allowlist.PROCESS_STATE_TYPES.get(type(first)) if first is not UNKNOWN_ARGUMENT else None

@@ -122,7 +122,7 @@ class Recorder:
 
   def finalizer_runs(self, code: types.CodeType) -> None:
     """A finalizer or gc callback starts while the trace runs."""
-    if self.finalized is None:
+    if self.finalized is None and not calls.times_collections(code):
       name = getattr(code, 'co_qualname', code.co_name)
       self.finalized = (f'a finalizer or gc callback ({name} at {code.co_filename}:{code.co_firstlineno}) ran during '
                         'the trace; a compiled call would not run it')

@@ -15,6 +15,7 @@ import collections
 import contextvars
 import datetime
 import functools
+import gc
 import heapq
 import io
 import itertools
@@ -35,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vjpify.runtime.compiled import allowlist, usercode
+from vjpify.runtime.compiled import allowlist, calls, usercode
 from vjpify.runtime.compiled.calls import UNKNOWN_ARGUMENT, code_verdict, reads_registries, verdict
 
 OUTLIVING_LIST = [1, 2]
@@ -227,6 +228,18 @@ def test_registry_questions_are_marked_for_a_registry_guard():
 def test_trusted_package_code_entered_without_a_call():
   assert code_verdict(jax.numpy.linalg.slogdet.__wrapped__.__code__) is None
   assert 'jax._src.config.update' in code_verdict(jax.config.update.__code__)
+
+
+def test_gc_callbacks_that_only_time_collections():
+  junkdrawer = pytest.importorskip('hypothesis.internal.conjecture.junkdrawer')
+  junkdrawer.gc_cumulative_time()  # installs its callback once per process
+  [timing] = [callback for callback in gc.callbacks if callback.__module__ == junkdrawer.__name__]
+  assert calls.times_collections(timing.__code__)
+
+  def gc_callback(phase, info):  # the same name in user code counts for nothing
+    del phase, info
+
+  assert not calls.times_collections(gc_callback.__code__)
 
 
 def test_kinds_of_code():

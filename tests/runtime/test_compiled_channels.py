@@ -16,6 +16,7 @@ import collections
 import contextvars
 import dataclasses
 import functools
+import gc
 import itertools
 import sys
 import threading
@@ -228,3 +229,43 @@ def test_channel(case):
     assert any(case.reason in reason for reason in report.uncompiled_reasons), str(report)
   if case.retrace is not None:
     assert report.compiled and any(case.retrace in reason for reason in report.retrace_reasons), str(report)
+
+
+def _apply_while_collecting(callback) -> Any:
+  """Applies the compiled form four times with a collection striking every few allocations and ``callback`` installed."""
+  compiled.cache_clear()
+  x = jnp.linspace(0.1, 0.6, 6).reshape(2, 3)
+  fn = lambda mdl, x: _loss(mdl, x)  # pylint: disable=unnecessary-lambda-assignment
+  variables = Model(fn, 'compiled').init(jax.random.key(0), x)
+  threshold = gc.get_threshold()
+  gc.callbacks.append(callback)
+  gc.set_threshold(50)
+  try:
+    for _ in range(4):
+      Model(fn, 'compiled').apply(variables, x)
+  finally:
+    gc.set_threshold(*threshold)
+    gc.callbacks.remove(callback)
+  [report] = explain().sites
+  return report
+
+
+def test_a_user_gc_callback_during_the_trace_uncompiles_it():
+  collections_seen = []
+  report = _apply_while_collecting(lambda phase, info: collections_seen.append(phase))
+  assert collections_seen
+  applies_while_collecting = 4  # the init ran before the callback was installed
+  assert report.calls - report.compiled == applies_while_collecting, str(report)
+  assert any('gc callback' in reason for reason in report.uncompiled_reasons), str(report)
+
+
+def test_a_gc_callback_that_only_times_collections_leaves_it_compiled():
+  junkdrawer = pytest.importorskip('hypothesis.internal.conjecture.junkdrawer')
+  junkdrawer.gc_cumulative_time()
+  [timing] = [callback for callback in gc.callbacks if callback.__module__ == junkdrawer.__name__]
+  gc.callbacks.remove(timing)  # installed again, alone beside the runtime's own, by the helper
+  try:
+    report = _apply_while_collecting(timing)
+  finally:
+    gc.callbacks.append(timing)
+  assert report.compiled == report.calls, str(report)
