@@ -158,16 +158,22 @@ def _generated_method(frame: types.FrameType) -> bool:
   return False
 
 
-def watched(frame: types.FrameType) -> bool:
-  """Whether a trace must watch what ``frame`` reads and calls."""
-  kind = kind_of_code(frame.f_code)
+def _watched_as_user_code(frame: types.FrameType, kind: str) -> bool | None:
+  """Whether ``frame`` of user or string code is watched; None for code of another kind."""
   if kind == USER:
     return True
   if kind == STRING:
     return not is_generated_method(frame)
-  if kind == STDLIB:
-    return followed(frame.f_back)
-  return False
+  return None
+
+
+def watched(frame: types.FrameType) -> bool:
+  """Whether a trace must watch what ``frame`` reads and calls."""
+  kind = kind_of_code(frame.f_code)
+  answer = _watched_as_user_code(frame, kind)
+  if answer is not None:
+    return answer
+  return kind == STDLIB and followed(frame.f_back)
 
 
 def followed(frame: types.FrameType | None) -> bool:
@@ -176,10 +182,9 @@ def followed(frame: types.FrameType | None) -> bool:
     if frame is None:
       return False
     kind = kind_of_code(frame.f_code)
-    if kind == USER:
-      return True
-    if kind == STRING:
-      return not is_generated_method(frame)
+    answer = _watched_as_user_code(frame, kind)
+    if answer is not None:
+      return answer
     if kind == TRUSTED:
       return False
     frame = frame.f_back

@@ -205,7 +205,8 @@ def test_the_marker_is_one_the_file_does_not_hold():
     pytest.param('def f():\n  vjpify_compiled_2 = 1\n', id='binds_a_clash_avoiding_name'),
     pytest.param('def f():\n  return linen_vjp\n', id='reads_a_clash_avoiding_name'),
     pytest.param('def f():\n  return nn.value_and_grad\n', id='references_value_and_grad'),
-    pytest.param('def f(x: "grad_t"):\n  return x\n', id='string_annotation'),
+    pytest.param('def f(x: "grad_from_vjp"):\n  return x\n', id='string_annotation'),
+    pytest.param('def f(x: "Optional[g]"):\n  return x\n', id='string_annotation_naming_a_grad_import_alias'),
     pytest.param('def f():\n  return h(vjp=1)\n', id='keyword_argument'),
     pytest.param('def f():\n  return self.compiled\n', id='attribute'),
     pytest.param('def f():\n  try:\n    pass\n  except E as grad:\n    pass\n', id='except_name'),
@@ -228,12 +229,24 @@ def test_docstrings_and_comments_name_nothing_the_pass_reads():
     pytest.param('return jax.lax.stop_gradient(x)', id='stop_gradient'),
     pytest.param('return jax.custom_vjp(g)', id='custom_vjp'),
     pytest.param('compiled_fn = 1', id='longer_name'),
+    pytest.param('raise ValueError(f"the gradient of {x} is undefined")', id='message_with_a_word'),
+    pytest.param('x: "grad_t" = x', id='annotation_naming_a_longer_name'),
 ])
 def test_names_that_only_contain_the_words_are_cut(body):
   code = f'def f(x):\n  {body}\n'
   reduction = reduce_source(code, ast.parse(code))
   assert body not in reduction.code
   assert reduction.restore(reduction.code) == code
+
+
+@pytest.mark.parametrize('transform, stays_whole', [
+    pytest.param('jax.grad', True, id='a-jax-transform-spelled'),
+    pytest.param('jax.jit', False, id='no-jax-transform-spelled'),
+])
+def test_readers_of_import_jax_stay_whole_where_a_jax_transform_is_spelled(transform, stays_whole):
+  code = f'import jax\n\nDERIVATIVE = {transform}\n\n\ndef norm(x):\n  return jax.numpy.abs(x)\n'
+  reduction = reduce_source(code, ast.parse(code))
+  assert (reduction is None) == stays_whole
 
 
 def test_lone_carriage_returns_are_refused():

@@ -20,6 +20,19 @@ SITE = textwrap.dedent('''\
       def __call__(self, x):
         return nn.grad(lambda mdl, x: mdl(x).sum(), nn.Dense(3), x)
     ''')
+# Statements that spell a word of a site without holding one.
+MESSAGE = 'def check(x):\n  if x.ndim:\n    raise ValueError(f"gradients need a scalar, got {x.shape}")\n'
+DRAWS = ('class Noise(nn.Module):\n\n  @nn.compact\n  def __call__(self, x):\n'
+         '    return x + jax.random.normal(self.make_rng("noise"), x.shape)\n')
+COUNTS = 'CALLS = 0\n\n\ndef count():\n  global CALLS\n  CALLS += 1\n'
+USES_JAX = 'def norm(x):\n  return jax.numpy.linalg.norm(x)\n'
+JAX_SITE = textwrap.dedent('''\
+    class Energy(nn.Module):
+
+      @nn.compact
+      def __call__(self, r):
+        return -jax.grad(lambda r: nn.Dense(1)(r).sum())(r)
+    ''')
 UNRELATED = 'TABLE = [\n    [0.5, 1.5],\n    [2.5,  3.5],   # odd  spacing kept\n]\n'
 
 
@@ -38,6 +51,17 @@ def _source(*parts: str) -> str:
                  ['Base = nn.Module'], ['TABLE'], id='alias-of-a-base-kept'),
     pytest.param(_source(SITE, 'if True:\n  import flax.linen as L\n', UNRELATED), ['import flax.linen as L'],
                  ['TABLE'], id='import-in-a-block-kept'),
+    pytest.param(_source(SITE, MESSAGE), ['class Site'], ['def check'], id='a-message-about-gradients-left-out'),
+    pytest.param(_source(SITE, DRAWS), ['class Site'], ['class Noise'], id='a-module-drawing-rngs-left-out'),
+    pytest.param(_source(SITE, COUNTS), ['class Site'], ['def count'], id='global-of-a-name-no-site-reads-left-out'),
+    pytest.param('import jax\n' + _source(SITE, USES_JAX), ['class Site'], ['def norm'],
+                 id='users-of-jax-left-out-when-no-site-is-a-jax-transform'),
+    pytest.param(_source(SITE, 'def helper(x: "grad_from_vjp"):\n  return x\n', UNRELATED), ['def helper'], ['TABLE'],
+                 id='a-string-that-may-name-an-emitted-name-kept'),
+    pytest.param(_source(SITE, 'def reset():\n  global nn\n  nn = None\n', UNRELATED), ['global nn'], ['TABLE'],
+                 id='global-of-a-name-the-site-reads-kept'),
+    pytest.param('import jax\n' + _source(JAX_SITE, USES_JAX, UNRELATED), ['class Energy', 'def norm'], ['TABLE'],
+                 id='users-of-jax-kept-when-a-site-is-a-jax-transform'),
 ])
 def test_the_pass_sees_only_what_it_needs(code, kept, left_out):
   selection = select(code)
@@ -55,12 +79,26 @@ def test_the_pass_sees_only_what_it_needs(code, kept, left_out):
                  id='local-base'),
     pytest.param(_source(UNRELATED, SITE).replace('\n', '\r\n'), id='crlf'),
     pytest.param(_source(UNRELATED, SITE, 'def grad_from_vjp():\n  pass\n'), id='emitted-name-bound-elsewhere'),
+    pytest.param(_source(SITE, MESSAGE, DRAWS, COUNTS), id='words-of-sites-elsewhere'),
+    pytest.param(_source(SITE, 'def reset():\n  global nn\n  nn = None\n'), id='global-rebinding-what-the-site-reads'),
+    pytest.param(_source(SITE, 'def helper(x: "grad_from_vjp"):\n  return x\n'), id='string-annotation'),
 ])
 def test_the_result_is_the_whole_pass_result(code):
   whole = whole_pass(code, 'model.py', Settings())
   fast = transform_text(code, 'model.py', Settings())
   assert (fast.code, fast.sites) == (whole.code, whole.sites)
   assert fast.sites  # the site was found, rewritten or not
+
+
+@pytest.mark.parametrize('lift', [False, True], ids=['reported', 'lifted'])
+@pytest.mark.parametrize('users', [USES_JAX, '', 'TABLE = jax.numpy.zeros(3)\n'], ids=['a-def', 'none', 'a-table'])
+def test_lifting_keeps_import_jax_exactly_when_the_whole_pass_would(users, lift):
+  code = 'import jax\n' + _source(JAX_SITE, users, UNRELATED)
+  settings = Settings(lift_jax_transforms=lift)
+  whole = whole_pass(code, 'model.py', settings)
+  fast = transform_text(code, 'model.py', settings)
+  assert (fast.code, fast.sites) == (whole.code, whole.sites)
+  assert fast.sites
 
 
 def test_statements_left_out_come_back_byte_for_byte():

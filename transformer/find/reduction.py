@@ -14,10 +14,13 @@ place of the stub lines, which it never changes.
 
 A function or class stays whole when it may hold a site, by the test that
 also chooses the top-level statements the pass sees
-(``find.selection.may_hold_site``): an identifier in it is the name of one
-of flax's grad transforms or a name the pass may emit; a string in it that
-is not a statement of its own (an annotation may be one) mentions ``grad``,
-``vjp`` or ``compiled``; it names something a grad import binds; or it
+(``find.spelling.keeps_whole``): an identifier in it is the name of one
+of flax's or jax's grad transforms or a name the pass may emit; a string in
+it that is not a statement of its own (an annotation may be one) has such
+a name among its identifiers; it names something a grad import binds, or
+the module that ``import jax`` binds where the file spells a jax transform
+through it (lifting removes that import only if nothing reads it); it
+draws random numbers by name (``make_rng``, which lifting reads); or it
 declares ``global`` or ``nonlocal`` names (which bind names in other
 scopes). Comments and docstrings name nothing the pass reads. The layout
 decisions that read the whole file (its line length, its preferred quote)
@@ -31,7 +34,7 @@ import dataclasses
 import itertools
 import re
 
-from vjpify.transformer.find.selection import grad_import_names, may_hold_site
+from vjpify.transformer.find.spelling import grad_import_names, jax_transform_modules, keeps_whole
 
 _LINE = re.compile(r'[^\r\n]*(?:\r\n|\n)|[^\r\n]+\Z')
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -75,7 +78,8 @@ class _Reducer:
   def __init__(self, lines: list[str], tree: ast.Module, marker: str):
     self._lines = lines
     self._marker = marker
-    self._grad_names = grad_import_names(tree.body)
+    # A definition that reads a name of either kind stays whole.
+    self._grad_names = grad_import_names(tree.body) | jax_transform_modules(tree.body)
     self.replaced: dict[int, str] = {}
 
   def _indented_body(self, node: ast.stmt) -> str | None:
@@ -111,7 +115,7 @@ class _Reducer:
       if not isinstance(node, _DEFINITIONS):
         continue
       first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-      if may_hold_site(node, self._grad_names):
+      if keeps_whole(node, self._grad_names):
         # The defs nested in a function that is kept may be what a jax
         # transform there differentiates: the pass reads their bodies.
         if isinstance(node, ast.ClassDef):

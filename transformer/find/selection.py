@@ -6,8 +6,8 @@ of times slower than Python's own parser. So the file is cut at its
 top-level statements (with Python's own parser and compiler, statement by
 statement), and LibCST is handed a copy that holds only:
 
-- the statements that may hold a site (:func:`may_hold_site`, the one place
-  that says which statements matter, from the names they spell);
+- the statements that may hold a site (``find.spelling.may_hold_site``, the one
+  place that says which statements matter, from the names they spell);
 - every statement that imports at module level (the imports that open the
   file are where new imports go, and the first statement, a docstring or
   not, stays first);
@@ -37,80 +37,15 @@ import re
 import types
 import warnings
 
-from vjpify.transformer.find.targets import (
-    GRAD_NAMES, HELPER_ALIAS_PREFIX, JAX_NAMES, RNG_METHOD, RUNTIME_HELPERS, VJP_ALIAS_PREFIX)
+from vjpify.transformer.find.spelling import (
+    KEEP_WORDS, SCOPES, grad_import_names, imports_at_module_level, may_hold_site, words)
 
-# Words a statement that matters must spell: the names of flax's grad
-# transforms (sites and references), the names the pass may emit (it must
-# see wherever the file binds or reads them), and the words of strings
-# that may be annotations naming them. A new kind of site adds its words
-# here; :func:`may_hold_site` reads the rest from the ast.
-KEEP_WORDS = re.compile(r'grad|vjp|compiled|jvp|jac|hessian|linearize')
-KEEP_NAME = re.compile(
-    f'(?:(?:{HELPER_ALIAS_PREFIX}|{VJP_ALIAS_PREFIX})_)?'
-    f'(?:{"|".join(sorted({*GRAD_NAMES, *JAX_NAMES, RNG_METHOD, "vjp", *RUNTIME_HELPERS}))})'
-    r'(?:_\d+)?')
 # Where a top-level statement may start: a line that opens with neither
 # whitespace, a comment, a closing bracket nor a clause of the statement
 # before. A start inside a string or brackets is caught by compiling.
 _START = re.compile(r'^(?![ \t\f\r\n#)\]}]|(?:else|elif|except|finally)\b)', re.M)
 _NEWLINE = re.compile(r'\r\n|\n')
 _IMPORT = re.compile(r'\bimport\b')
-# Where an ast node spells an identifier of its own, rather than in a child.
-_NAME_FIELDS = {
-    ast.Name: ('id',), ast.Attribute: ('attr',), ast.arg: ('arg',), ast.keyword: ('arg',),
-    ast.FunctionDef: ('name',), ast.AsyncFunctionDef: ('name',), ast.ClassDef: ('name',),
-    ast.alias: ('name', 'asname'), ast.ImportFrom: ('module',), ast.ExceptHandler: ('name',),
-    ast.MatchAs: ('name',), ast.MatchStar: ('name',), ast.MatchMapping: ('rest',), ast.MatchClass: ('kwd_attrs',),
-}
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
-
-
-def words(node: ast.AST) -> list[str]:
-  """The identifiers ``node`` itself spells (not its children's)."""
-  found = []
-  for field in _NAME_FIELDS.get(type(node), ()):
-    value = getattr(node, field, None)
-    if isinstance(value, str):
-      found.append(value)
-    elif isinstance(value, list):
-      found.extend(v for v in value if isinstance(v, str))
-  return found
-
-
-def grad_import_names(statements: list[ast.stmt]) -> frozenset[str]:
-  """Names bound by an import of something called grad-like under another
-  name (``from flax.linen import grad as g``)."""
-  return frozenset(a.asname for node in statements if isinstance(node, ast.ImportFrom)
-                   for a in node.names if a.asname and KEEP_WORDS.search(a.name))
-
-
-def may_hold_site(node: ast.stmt, grad_names: frozenset[str] = frozenset()) -> bool:
-  """Whether the pass may read or change anything in ``node``: whether it
-  spells a grad transform or a name the pass may emit, has a string that
-  may be an annotation naming one, uses a name in ``grad_names`` (from
-  :func:`grad_import_names`), or declares ``global``/``nonlocal`` names.
-
-  The cut-down copy of ``find.reduction`` keeps a definition whole by the
-  same test, and every new kind of site is one more word here."""
-  if getattr(node, 'type_params', None):
-    return True  # a stub could not keep the names its bases use
-  inert = set()
-  for child in ast.walk(node):
-    if isinstance(child, (ast.Global, ast.Nonlocal)):
-      return True
-    if isinstance(child, ast.Name) and child.id in grad_names:
-      return True
-    if isinstance(child, ast.Expr) and isinstance(child.value, ast.Constant):
-      # A string statement (a docstring) names nothing; any other string
-      # might be an annotation, which LibCST reads names from.
-      inert.add(child.value)
-    elif isinstance(child, ast.Constant):
-      if isinstance(child.value, str) and child not in inert and KEEP_WORDS.search(child.value):
-        return True
-    elif any(KEEP_NAME.fullmatch(word) for word in words(child)):
-      return True
-  return False
 
 
 def _module_bindings(statements: list[ast.stmt]) -> set[str]:
@@ -120,7 +55,7 @@ def _module_bindings(statements: list[ast.stmt]) -> set[str]:
   stack: list[ast.AST] = list(statements)
   while stack:
     node = stack.pop()
-    if isinstance(node, _SCOPES):
+    if isinstance(node, SCOPES):
       if not isinstance(node, ast.Lambda):
         bound.add(node.name)
         bound.update(n for inner in ast.walk(node) if isinstance(inner, (ast.Global, ast.Nonlocal)) for n in inner.names)
@@ -138,20 +73,6 @@ def _module_bindings(statements: list[ast.stmt]) -> set[str]:
       bound.update(words(node))
     stack.extend(ast.iter_child_nodes(node))
   return bound
-
-
-def _imports_at_module_level(statements: list[ast.stmt]) -> list[ast.alias] | None:
-  """The aliases ``statements`` import outside functions and classes;
-  None when there are none."""
-  aliases = []
-  stack: list[ast.AST] = list(statements)
-  while stack:
-    node = stack.pop()
-    if isinstance(node, (ast.Import, ast.ImportFrom)):
-      aliases.extend(node.names)
-    elif not isinstance(node, _SCOPES):
-      stack.extend(ast.iter_child_nodes(node))
-  return aliases or None
 
 
 # How module-level code binds a name: every binding but an annotation
@@ -247,11 +168,6 @@ def _word_pattern(names: set[str]) -> re.Pattern:
   return re.compile(r'\b(?:' + '|'.join(sorted(map(re.escape, names), key=len, reverse=True)) + r')\b')
 
 
-def _words(chunk: _Chunk) -> set[str]:
-  """The names and attribute names ``chunk`` spells."""
-  return {word for s in chunk.statements() for n in ast.walk(s) for word in words(n)}
-
-
 def _mentions(chunk: _Chunk) -> set[str]:
   return {n.id for s in chunk.statements() for n in ast.walk(s) if isinstance(n, ast.Name)}
 
@@ -273,7 +189,7 @@ def _kept(code: str, chunks: list[_Chunk]) -> tuple[set[int], set[int]]:
   kept = {0, first_block}
   jax_modules: set[str] = set()
   for index in _matching(_IMPORT, code, chunks, starts):
-    aliases = _imports_at_module_level(chunks[index].statements())
+    aliases = imports_at_module_level(chunks[index].statements())
     if aliases is None:
       continue
     if any(alias.name == '*' for alias in aliases):
@@ -284,11 +200,11 @@ def _kept(code: str, chunks: list[_Chunk]) -> tuple[set[int], set[int]]:
   # kept; the literal standing for the statement that ends them ends them
   # too, since it is no import.
   grad_names = grad_import_names([s for i in kept for s in chunks[i].statements()])
-  site_text = re.compile('|'.join([KEEP_WORDS.pattern, r'\bglobal\b', r'\bnonlocal\b', *map(re.escape, grad_names)]))
+  site_text = re.compile('|'.join([KEEP_WORDS.pattern, *map(re.escape, grad_names)]))
   sites = {index for index in _matching(site_text, code, chunks, starts)
            if any(may_hold_site(s, grad_names) for s in chunks[index].statements())}
   kept |= sites
-  if jax_modules and any(_words(chunks[i]) & JAX_NAMES for i in sites):
+  if any(_mentions(chunks[i]) & jax_modules for i in sites):
     # Lifting a jax transform may leave ``import jax`` unused, and the
     # import is removed only if no statement the pass sees still uses it.
     users = _matching(_word_pattern(jax_modules), code, chunks, starts)
