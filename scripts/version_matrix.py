@@ -60,7 +60,7 @@ TESTS = ('tests/end_to_end/test_differential.py', 'tests/end_to_end/test_flax_up
          'tests/runtime/test_compiled_allowlist.py', 'tests/runtime/test_compiled_channels.py',
          'tests/runtime/test_compiled_warnings.py', 'tests/runtime/test_compiled_fingerprint.py',
          'tests/runtime/test_compiled_explain.py', 'tests/runtime/test_internals.py',
-         'tests/end_to_end/test_programs.py')
+         'tests/end_to_end/test_programs.py', 'tests/end_to_end/test_lift_differential.py')
 
 
 @dataclasses.dataclass
