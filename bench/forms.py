@@ -4,15 +4,13 @@ by default (each site's ``fn`` wrapped in the runtime's ``compiled``)."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 import types
 
 from vjpify.transformer import transform_source
 
-# The loader and comparator shared with the tests.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests'))
-from support.loading import load_source  # noqa: E402  pylint: disable=wrong-import-position
+# The loader shared with the tests: tests/ is on the path under pytest (its
+# pythonpath setting) and in bench/run.py's command (PYTHONPATH=tests).
+from support.loading import load_source
 
 
 @dataclasses.dataclass(frozen=True)

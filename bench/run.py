@@ -2,10 +2,10 @@
 
 Example::
 
-    python bench/run.py                  # all five, table into docs/benchmarks.md
-    python bench/run.py --only runtime   # benchmarks 1 and 2
-    python bench/run.py --only scale     # benchmarks 8 and 9: a large file, a repeated run
-    python bench/run.py --no-docs        # print the table only
+    PYTHONPATH=tests python bench/run.py                  # all five, table into docs/benchmarks.md
+    PYTHONPATH=tests python bench/run.py --only runtime   # benchmarks 1 and 2
+    PYTHONPATH=tests python bench/run.py --only scale     # benchmarks 8 and 9: a large file, a repeated run
+    PYTHONPATH=tests python bench/run.py --no-docs        # print the table only
 
 The table goes to standard output and, unless ``--no-docs`` (or its older
 name ``--no-readme``), replaces what docs/benchmarks.md holds between
@@ -159,7 +159,7 @@ def table(rows: list[tuple[str, ...]], notes: list[str], args: argparse.Namespac
   versions = ', '.join(f'{name} {version(name)}' for name in ('jax', 'flax', 'libcst'))
   lines = [
       f'Measured {datetime.date.today()} on {os.cpu_count()} cores ({platform.machine()}, '
-      f'Python {platform.python_version()}, {versions}) by `python bench/run.py`. '
+      f'Python {platform.python_version()}, {versions}) by `PYTHONPATH=tests python bench/run.py`. '
       'Both sides of each ratio ran interleaved in the same run; each figure is a median: '
       f'{args.rounds} calls per eager side, {args.jit_rounds} jitted steps, {args.compile_rounds} '
       f'fresh compilations, {args.pattern_rounds} runs of each call pattern, {args.first_call_rounds} fresh '

@@ -17,8 +17,8 @@ the long run by hand. A failure prints the rendered source, ready to become a
 
 Example::
 
-    python scripts/fuzz_modules.py --examples 500
-    python scripts/fuzz_modules.py --examples 50 --jit --seed 3
+    PYTHONPATH=tests python scripts/fuzz_modules.py --examples 500
+    PYTHONPATH=tests python scripts/fuzz_modules.py --examples 50 --jit --seed 3
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from hypothesis import strategies as st
 from vjpify.transformer import transform_source
 from vjpify.transformer.diagnostics import REWRITTEN
 
-# The support shared with the tests (pytest puts tests/ on the path itself).
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / 'tests'))
-from support.comparing import COMPILED_RTOL  # noqa: E402
-from support.loading import load_file  # noqa: E402
+# The support shared with the tests: tests/ is on the path under pytest
+# (its pythonpath setting) and in the command above (PYTHONPATH=tests).
+from support.comparing import COMPILED_RTOL
+from support.loading import load_file
 
 # Layer lines of the differentiated stack; {n} is a feature count.
 LAYERS = {
